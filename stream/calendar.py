@@ -1,0 +1,87 @@
+"""Calendar context of a window: which past windows it should be compared with.
+
+A window's slot is its local weekday and hour in the model's timezone, or the holiday class when
+the local date is a public holiday. Each slot comes with a back-off chain, used when the preferred
+slot has too little history: holiday -> Sunday same hour -> all recent windows; hour of week ->
+day type (weekday/weekend) x hour -> all recent windows.
+
+>>> cal = Calendar("America/New_York", "US")
+>>> s = cal.slot(1795716000000)          # 2026-11-26 18:00 UTC = Thanksgiving 13:00 in New York
+>>> s.chain[0], s.label
+(('holiday', 13), 'Thanksgiving Day 13:00-14:00 America/New_York (holiday)')
+>>> cal.slot(1795716000000 + 2 * 86_400_000).chain   # the Saturday after, same hour
+(('how', 5, 13), ('daytype', 'weekend', 13), ('recent',))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays as holidays_lib
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+SlotKey = tuple[object, ...]
+KIND_OF = {"how": "hour_of_week", "holiday": "holiday", "daytype": "day_type_hour", "recent": "recent"}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The calendar context of one window: baseline keys in order of preference and a readable label."""
+
+    chain: tuple[SlotKey, ...]
+    label: str
+    local_start: datetime
+
+
+class Calendar:
+    """Maps a window start (epoch ms, UTC) to its slot in one model's timezone and holiday calendar."""
+
+    def __init__(self, timezone: str, country: str | None, custom_dates: dict[date, str] | None = None):
+        self.tz = ZoneInfo(timezone)
+        self.timezone = timezone
+        self._country = country if country and country.lower() != "none" else None
+        self._custom = dict(custom_dates or {})
+        self._years: dict[int, dict[date, str]] = {}
+
+    def holiday(self, day: date) -> str | None:
+        """The holiday name of a local date, or None."""
+        if day in self._custom:
+            return self._custom[day]
+        if self._country is None:
+            return None
+        table = self._years.get(day.year)
+        if table is None:
+            table = dict(holidays_lib.country_holidays(self._country, years=day.year).items())
+            self._years[day.year] = table
+        return table.get(day)
+
+    def slot(self, window_start_ms: int) -> Slot:
+        return _slot(self, window_start_ms)
+
+    def label_for_key(self, key: SlotKey) -> str:
+        if key[0] == "how":
+            return f"{WEEKDAYS[int(key[1])]} {int(key[2]):02d}:00 {self.timezone}"  # type: ignore[call-overload]
+        if key[0] == "holiday":
+            return f"holidays {int(key[1]):02d}:00 {self.timezone}"  # type: ignore[call-overload]
+        if key[0] == "daytype":
+            return f"{key[1]}s {int(key[2]):02d}:00 {self.timezone}"  # type: ignore[call-overload]
+        return "all recent windows"
+
+
+@lru_cache(maxsize=65536)
+def _slot(cal: Calendar, window_start_ms: int) -> Slot:
+    local = datetime.fromtimestamp(window_start_ms / 1000, tz=UTC).astimezone(cal.tz)
+    hour, weekday = local.hour, local.weekday()
+    name = cal.holiday(local.date())
+    end_hour = (hour + 1) % 24
+    if name is not None:
+        chain: tuple[SlotKey, ...] = (("holiday", hour), ("how", 6, hour), ("recent",))
+        label = f"{name} {hour:02d}:00-{end_hour:02d}:00 {cal.timezone} (holiday)"
+    else:
+        daytype = "weekend" if weekday >= 5 else "weekday"
+        chain = (("how", weekday, hour), ("daytype", daytype, hour), ("recent",))
+        label = f"{WEEKDAYS[weekday]} {hour:02d}:00-{end_hour:02d}:00 {cal.timezone}"
+    return Slot(chain=chain, label=label, local_start=local)

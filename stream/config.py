@@ -1,0 +1,208 @@
+"""Configuration: a TOML file validated by pydantic; ``DRIFTLINE_*`` environment variables override it.
+
+Nested keys use a double underscore: ``DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092``.
+Unknown keys are errors, so a typo fails at start naming the key.
+
+>>> parse_duration("1h"), parse_duration("10m"), parse_duration("90s"), parse_duration("2d")
+(3600000, 600000, 90000, 172800000)
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and the reason."""
+
+
+def parse_duration(value: Any) -> int:
+    """A duration like ``"1h"``, ``"10m"``, ``"1h30m"`` or a number of seconds, in milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '1h' or '10m'")
+    if isinstance(value, int | float):
+        return int(value * 1000)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration like '1h' or '10m'")
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", value.strip())
+    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", "", value).strip():
+        raise ValueError(f"{value!r} is not a duration (use e.g. '1h', '10m', '30s', '1h30m')")
+    return int(sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (use an IANA name like 'Europe/Berlin')") from None
+    return value
+
+
+def _check_country(value: str | None) -> str | None:
+    if value in (None, "", "none"):
+        return value
+    import holidays
+
+    try:
+        holidays.country_holidays(value)
+    except NotImplementedError:
+        raise ValueError(f"unknown holiday country {value!r} (use an ISO code like 'US' or 'DE')") from None
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaConfig(_Strict):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "driftline"
+    input_topic: str = "predictions"
+    alerts_topic: str = "drift.alerts"
+    control_topic: str = "model.control"
+    dead_letter_topic: str = "predictions.dlq"
+    state_topic: str = "driftline.state"
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    poll_timeout: float = Field(default=0.5, gt=0)
+    # librdkafka settings passed through as they are (security.protocol, sasl.*, ssl.*, ...).
+    client: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+class Defaults(_Strict):
+    window: Duration = parse_duration("1h")
+    timezone: str = "UTC"
+    holidays: str = "US"
+    allowed_lateness: Duration = parse_duration("10m")
+    action: Literal["alert", "circuit_break"] = "alert"
+    baseline_windows: int = Field(default=8, ge=2, le=52)
+    min_baseline_windows: int = Field(default=3, ge=2)
+    min_window_events: int = Field(default=30, ge=1)
+    false_alarms_per_4_weeks: float = Field(default=1.0, gt=0)
+    pending_windows: int = Field(default=1, ge=1)
+    resolve_windows: int = Field(default=2, ge=1)
+    repeat_interval: Duration = parse_duration("4h")
+    break_ttl: Duration = parse_duration("8h")
+    max_open_breakers: int = Field(default=3, ge=0)
+    unknown_models: Literal["reject", "register"] = "reject"
+    max_series_per_model: int = Field(default=10_000, ge=1)
+    max_future: Duration = parse_duration("1h")
+    max_event_bytes: int = Field(default=65536, ge=256)
+
+    _tz = field_validator("timezone")(_check_timezone)
+    _country = field_validator("holidays")(_check_country)
+
+    @field_validator("window")
+    @classmethod
+    def _window_divides_a_day(cls, v: int) -> int:
+        if v <= 0 or 86_400_000 % v:
+            raise ValueError("window must divide a day evenly (e.g. '15m', '1h', '6h', '1d')")
+        return v
+
+
+class ModelConfig(_Strict):
+    timezone: str | None = None
+    holidays: str | None = None
+    segment_by: list[str] | None = None
+    features: list[str] = Field(default_factory=list)
+    action: Literal["alert", "circuit_break"] | None = None
+
+    _tz = field_validator("timezone")(_check_timezone)
+    _country = field_validator("holidays")(_check_country)
+
+
+class MetricsConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class Config(BaseSettings):
+    """The whole service configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    defaults: Defaults = Field(default_factory=Defaults)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides what the TOML file (passed as init values) says.
+        return (env_settings, init_settings)
+
+    def resolved(self, model: str) -> ResolvedModel:
+        m = self.models.get(model, ModelConfig())
+        d = self.defaults
+        return ResolvedModel(
+            name=model,
+            timezone=m.timezone or d.timezone,
+            holidays=m.holidays if m.holidays is not None else d.holidays,
+            segment_by=m.segment_by,
+            features=m.features,
+            action=m.action or d.action,
+            window=d.window,
+        )
+
+
+class ResolvedModel(BaseModel):
+    """A model's settings with the defaults filled in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    timezone: str
+    holidays: str
+    segment_by: list[str] | None
+    features: list[str]
+    action: Literal["alert", "circuit_break"]
+    window: int
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg.removeprefix('Value error, ')}")
+    return "; ".join(lines)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read ``path`` (TOML), apply environment overrides and validate; raise ConfigError naming the key."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"{where}invalid config: {_describe(exc)}") from None
