@@ -2,15 +2,17 @@
 
 A window's slot is its local weekday and hour in the model's timezone, or the holiday class when
 the local date is a public holiday. Each slot comes with a back-off chain, used when the preferred
-slot has too little history: holiday -> Sunday same hour -> all recent windows; hour of week ->
-day type (weekday/weekend) x hour -> all recent windows.
+slot has too little history: holiday -> Sunday same hour; hour of week -> day type (weekday or
+weekend) x hour. There is deliberately no "all recent windows" step: on seasonal data, comparing a
+Saturday noon with the last 24 hours is what makes other tools alert every weekend, so a window
+without calendar-matched history gets no verdict (the warm-up).
 
 >>> cal = Calendar("America/New_York", "US")
 >>> s = cal.slot(1795716000000)          # 2026-11-26 18:00 UTC = Thanksgiving 13:00 in New York
 >>> s.chain[0], s.label
 (('holiday', 13), 'Thanksgiving Day 13:00-14:00 America/New_York (holiday)')
 >>> cal.slot(1795716000000 + 2 * 86_400_000).chain   # the Saturday after, same hour
-(('how', 5, 13), ('daytype', 'weekend', 13), ('recent',))
+(('how', 5, 13), ('daytype', 'weekend', 13))
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Slot:
     """The calendar context of one window: baseline keys in order of preference and a readable label."""
 
     chain: tuple[SlotKey, ...]
+    store: tuple[SlotKey, ...]
     label: str
     local_start: datetime
 
@@ -78,10 +81,12 @@ def _slot(cal: Calendar, window_start_ms: int) -> Slot:
     name = cal.holiday(local.date())
     end_hour = (hour + 1) % 24
     if name is not None:
-        chain: tuple[SlotKey, ...] = (("holiday", hour), ("how", 6, hour), ("recent",))
+        chain: tuple[SlotKey, ...] = (("holiday", hour), ("how", 6, hour))
+        store: tuple[SlotKey, ...] = (("holiday", hour),)  # holidays never leak into Sunday's history
         label = f"{name} {hour:02d}:00-{end_hour:02d}:00 {cal.timezone} (holiday)"
     else:
         daytype = "weekend" if weekday >= 5 else "weekday"
-        chain = (("how", weekday, hour), ("daytype", daytype, hour), ("recent",))
+        chain = (("how", weekday, hour), ("daytype", daytype, hour))
+        store = chain
         label = f"{WEEKDAYS[weekday]} {hour:02d}:00-{end_hour:02d}:00 {cal.timezone}"
-    return Slot(chain=chain, label=label, local_start=local)
+    return Slot(chain=chain, store=store, label=label, local_start=local)

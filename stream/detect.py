@@ -4,9 +4,9 @@ Distribution signals are scored with the Jensen-Shannon divergence (base 2, 0..1
 window's histogram and the pooled baseline. Under "nothing changed", ``8 ln2 JSD / (1/n + 1/m)``
 is close to chi-square with ``bins - 1`` degrees of freedom, which gives the sample-size correction.
 Real windows of the same slot differ by more than sampling noise, so the baseline's own windows are
-scored against the rest of the baseline (leave one out) to learn an over-dispersion factor. The
-threshold is the JSD at which the dispersion-scaled chi-square reaches the false-alarm budget.
-Nobody sets a bound by hand.
+scored against the rest of the baseline (leave one out) to learn an over-dispersion factor. As that
+factor is itself estimated from k windows, the threshold uses the F distribution (df, k*df) rather
+than the chi-square: few baseline windows mean a wider threshold. Nobody sets a bound by hand.
 
 >>> rng = np.random.default_rng(7)
 >>> base = np.stack([np.bincount(rng.integers(0, 10, 500), minlength=10) for _ in range(8)])
@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 
 _LN2 = math.log(2.0)
 _NORMAL = NormalDist()
@@ -60,15 +62,20 @@ def js_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
     return float(max(0.0, 0.5 * (ka + kb)))
 
 
-def chi2_quantile(p: float, df: float) -> float:
-    """Upper quantile of chi-square (Wilson-Hilferty), accurate to a few percent for df >= 1.
+@lru_cache(maxsize=4096)
+def f_quantile(p: float, dfn: int, dfd: int) -> float:
+    """Quantile of the F distribution (cached: the same few (alpha, df) pairs recur).
 
-    >>> round(chi2_quantile(0.95, 10), 1)
-    18.3
+    >>> round(f_quantile(0.95, 10, 80), 2)
+    1.95
     """
-    z = _NORMAL.inv_cdf(p)
-    h = 2.0 / (9.0 * df)
-    return float(df * max(1.0 - h + z * math.sqrt(h), 0.0) ** 3)
+    return float(stats.f.ppf(p, dfn, dfd))
+
+
+@lru_cache(maxsize=4096)
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t."""
+    return float(stats.t.ppf(p, df))
 
 
 def _null_scale(n: float, m: float) -> float:
@@ -97,15 +104,17 @@ def distribution_test(current: npt.ArrayLike, baseline: npt.ArrayLike, alpha: fl
         ratios.append(js_divergence(row, rest) / _null_scale(k, float(rest.sum())) / df)
     phi = max(1.0, float(np.mean(ratios))) if ratios else 1.0
     score = js_divergence(cur, pooled)
-    threshold = phi * chi2_quantile(1.0 - alpha, df) * _null_scale(n, m)
+    threshold = phi * df * f_quantile(1.0 - alpha, df, max(len(ratios), 1) * df) * _null_scale(n, m)
     return Verdict(score, float(threshold), score > threshold, f"dispersion {phi:.2f}, df {df}")
 
 
 def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> Verdict:
     """Compare a window's event count with the counts of its baseline windows on a log scale.
 
-    The score is the absolute log ratio to the baseline median; the threshold is the two-sided
-    normal quantile times a spread learned from the baseline (never below Poisson noise or 5%).
+    The score is the absolute log ratio to the baseline median; the threshold is a two-sided
+    quantile times a spread learned from the baseline, never below Poisson noise or 5%. When the
+    learned spread dominates, it is an estimate from k windows, so Student's t with k-1 degrees of
+    freedom replaces the normal quantile.
 
     >>> volume_test(1000, [980, 1010, 1005, 990], 1e-4).breach
     False
@@ -118,7 +127,10 @@ def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> V
     spread = float(np.std(base, ddof=1)) if k > 1 else 0.0
     poisson = 1.0 / math.sqrt(max(math.expm1(center), 1.0))
     scale = max(spread, poisson, 0.05) * math.sqrt(1.0 + 1.0 / max(k, 1))
-    z = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
+    if spread > max(poisson, 0.05) and k > 1:
+        z = t_quantile(1.0 - alpha / 2.0, k - 1)
+    else:
+        z = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
     score = abs(math.log1p(count) - center)
     threshold = z * scale
     return Verdict(score, threshold, score > threshold, f"baseline median {math.expm1(center):.0f}")

@@ -1,0 +1,120 @@
+"""From alert notifications to commands: the circuit-breaker policy per model.
+
+A non-info firing alert of a model whose action is ``circuit_break`` opens its breaker; a repeat
+notification renews it (a break expires unless the monitor keeps confirming it, so a dead monitor
+fails open); when the last alert holding the breaker resolves, ``restore`` follows. Command ids are
+derived from the alert and the transition, so a replay or a retry yields the same ids. At most
+``max_open`` models are broken at once.
+
+>>> p = BreakerPolicy(ttl=100, max_open=1)
+>>> [c.action for c in p.on_alert(_alert("a1", "fraud", "firing", "new"), "circuit_break")]
+['circuit_break']
+>>> p.on_alert(_alert("b1", "spam", "firing", "new"), "circuit_break"), p.rate_limited
+([], 1)
+>>> [c.action for c in p.on_alert(_alert("a1", "fraud", "resolved", "resolved"), "circuit_break")]
+['restore']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+import orjson
+
+from .contract import Alert, Command, CommandReason
+
+
+def command_id(model: str, action: str, alert_id: str, nonce: int | str = "") -> str:
+    digest = hashlib.sha256(f"{model}|{action}|{alert_id}|{nonce}".encode()).hexdigest()
+    return f"c-{digest[:20]}"
+
+
+def canonical(command: Command) -> bytes:
+    """The bytes a signature covers: the command without its signature, keys sorted."""
+    body = command.model_dump(mode="json", exclude={"signature"})
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def sign(command: Command, key: bytes) -> Command:
+    sig = hmac.new(key, canonical(command), hashlib.sha256).hexdigest()
+    return command.model_copy(update={"signature": sig})
+
+
+def verify(command: Command, key: bytes) -> bool:
+    if not command.signature:
+        return False
+    want = hmac.new(key, canonical(command), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, command.signature)
+
+
+@dataclass
+class Breaker:
+    alerts: set[str] = field(default_factory=set)
+    expires_at: int = 0
+
+
+@dataclass
+class BreakerPolicy:
+    ttl: int
+    max_open: int
+    signing_key: bytes | None = None
+    open: dict[str, Breaker] = field(default_factory=dict)
+    rate_limited: int = 0
+
+    def on_alert(self, alert: Alert, action: str) -> list[Command]:
+        if action != "circuit_break" or alert.severity == "info" or alert.signal in ("feature", "shadow"):
+            return []
+        model = alert.model
+        now = alert.window_end
+        breaker = self.open.get(model)
+        out: list[Command] = []
+        if alert.status == "firing":
+            if breaker is None:
+                if len(self.open) >= self.max_open:
+                    self.rate_limited += 1
+                    return []
+                breaker = self.open[model] = Breaker()
+                out.append(self._command(model, "circuit_break", alert, now, nonce=""))
+            elif alert.notify_reason == "repeat" or alert.alert_id not in breaker.alerts:
+                out.append(self._command(model, "circuit_break", alert, now, nonce=now))
+            breaker.alerts.add(alert.alert_id)
+            breaker.expires_at = now + self.ttl
+        elif breaker is not None and alert.alert_id in breaker.alerts:
+            breaker.alerts.discard(alert.alert_id)
+            if not breaker.alerts:
+                del self.open[model]
+                out.append(self._command(model, "restore", alert, now, nonce=""))
+        return out
+
+    def expire(self, now: int) -> None:
+        """Forget breakers whose commands have expired without renewal."""
+        for model in [m for m, b in self.open.items() if b.expires_at <= now]:
+            del self.open[model]
+
+    def _command(self, model: str, action: str, alert: Alert, now: int, nonce: object) -> Command:
+        cmd = Command(
+            command_id=command_id(model, action, alert.alert_id, str(nonce)),
+            model=model,
+            action=action,  # type: ignore[arg-type]
+            reason=CommandReason(
+                alert_id=alert.alert_id, fingerprint=alert.fingerprint, signal=alert.signal, summary=alert.summary
+            ),
+            issued_at=now,
+            expires_at=now + self.ttl if action == "circuit_break" else None,
+        )
+        return sign(cmd, self.signing_key) if self.signing_key else cmd
+
+
+def _alert(alert_id: str, model: str, status: str, reason: str) -> Alert:
+    """A minimal alert for examples and tests."""
+    from .contract import BaselineInfo, History, Summary
+
+    return Alert(
+        alert_id=alert_id, fingerprint=f"fp-{alert_id}", status=status, severity="critical",  # type: ignore[arg-type]
+        model=model, segment={}, signal="prediction", context="", window_start=0, window_end=3_600_000,
+        starts_at=0, score=1.0, threshold=0.1, baseline=Summary(count=1), current=Summary(count=1),
+        baseline_info=BaselineInfo(slot="", kind="hour_of_week", windows=8, confidence="high"),
+        history=History(recent=[], same_slot=[]), notify_reason=reason, summary="",  # type: ignore[arg-type]
+    )

@@ -1,0 +1,76 @@
+"""Per-series window history and the choice of a same-slot baseline.
+
+Each closed window is kept under its calendar slot keys (bounded deques) and in the last-24-windows
+list. The baseline of a new window is the last K usable windows of its preferred slot, backing off
+along the slot's chain when the slot has fewer than ``min_windows``. Windows that breached are not
+used as baseline for ``adapt_after`` (so a drift is not learned as normal at once; after that the
+new regime becomes the baseline and the alert can resolve).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from .calendar import Slot, SlotKey
+
+
+@dataclass(slots=True)
+class WindowRecord:
+    start: int
+    count: int
+    hist: npt.NDArray[np.int32] | None
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    flagged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    key: SlotKey
+    records: list[WindowRecord]
+    preferred: bool
+
+
+class SeriesHistory:
+    """Closed windows of one series (model x segment), by calendar slot."""
+
+    __slots__ = ("slots", "recent", "keep")
+
+    def __init__(self, keep: int, recent: int = 24):
+        self.keep = keep
+        self.slots: dict[SlotKey, deque[WindowRecord]] = {}
+        self.recent: deque[WindowRecord] = deque(maxlen=recent)
+
+    def add(self, slot: Slot, record: WindowRecord) -> None:
+        for key in slot.store:
+            dq = self.slots.get(key)
+            if dq is None:
+                dq = self.slots[key] = deque(maxlen=self.keep)
+            dq.append(record)
+        self.recent.append(record)
+
+    def same_slot(self, slot: Slot) -> list[WindowRecord]:
+        return list(self.slots.get(slot.chain[0], ()))
+
+    def baseline(
+        self,
+        slot: Slot,
+        now: int,
+        k: int,
+        min_windows: int,
+        adapt_after: int,
+        usable: Callable[[WindowRecord], bool],
+    ) -> Baseline | None:
+        """The last ``k`` usable windows of the first slot in the chain that has ``min_windows``."""
+        for i, key in enumerate(slot.chain):
+            source = self.slots.get(key, ())
+            picked = [
+                r for r in source if usable(r) and (not r.flagged or now - r.start >= adapt_after)
+            ][-k:]
+            if len(picked) >= min_windows:
+                return Baseline(key, picked, preferred=i == 0)
+        return None

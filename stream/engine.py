@@ -1,0 +1,441 @@
+"""The pure core: a micro-batch of records in; alerts, commands and dead letters out.
+
+No Kafka and no wall clock in here: the service and the replay command feed records and an optional
+clock, and publish what comes out. Steps, in order (each in its own module):
+decode -> route to (model, segment) -> window (watermark) -> sketch -> on close: calendar slot ->
+baseline -> detect -> decide -> dedupe -> act.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .act import BreakerPolicy
+from .baseline import Baseline, SeriesHistory, WindowRecord
+from .calendar import KIND_OF, Calendar, Slot
+from .config import Config, ResolvedModel
+from .contract import (
+    Alert,
+    BaselineInfo,
+    Command,
+    History,
+    PredictionEvent,
+    ScorePoint,
+    Summary,
+)
+from .decide import AlertState, severity, step
+from .decode import DeadLetter, Record, decode_batch
+from .dedupe import Sent, notify_reason
+from .detect import Verdict, distribution_test, volume_test
+from .metrics import Metrics
+from .sketch import CategoricalSpec, NumericSpec, Spec, grouped_histograms, histogram_summary
+from .window import OpenWindows, Watermark
+
+FOUR_WEEKS_MS = 28 * 86_400_000
+SIGNALS = ("prediction", "volume")
+
+
+@dataclass
+class Output:
+    alerts: list[Alert] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        self.alerts += other.alerts
+        self.commands += other.commands
+        self.dead_letters += other.dead_letters
+
+
+@dataclass
+class Stats:
+    consumed: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    windows_closed: int = 0
+
+
+def segment_key(segment: dict[str, str]) -> str:
+    """Canonical text of a segment: ``k=v`` pairs sorted by key, ``,``-joined (``""`` for none)."""
+    return ",".join(f"{k}={segment[k]}" for k in sorted(segment))
+
+
+def fingerprint(model: str, segment: str, signal: str) -> str:
+    return hashlib.sha256(f"{model}|{segment}|{signal}".encode()).hexdigest()[:16]
+
+
+class ModelState:
+    """Everything the engine keeps for one model."""
+
+    def __init__(self, cfg: ResolvedModel):
+        self.cfg = cfg
+        self.calendar = Calendar(cfg.timezone, cfg.holidays)
+        self.windows = OpenWindows(cfg.window)
+        self.spec: Spec | None = None
+        self.sids: list[int] = []
+        self.by_segment: dict[str, int] = {}
+        self.pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+
+
+@dataclass(slots=True)
+class _Routed:
+    sids: list[int] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+
+class Engine:
+    """Drift detection over micro-batches of raw records."""
+
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] | None = None,
+        idle_after: float = 30.0,
+        signing_key: bytes | None = None,
+    ):
+        self.config = config
+        self.d = config.defaults
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.idle_after = idle_after if clock is not None else float("inf")
+        self.watermark = Watermark(self.d.allowed_lateness)
+        self.models: dict[str, ModelState] = {name: ModelState(config.resolved(name)) for name in config.models}
+        self.series_model: list[str] = []
+        self.series_segment: list[dict[str, str]] = []
+        self.series_key: list[str] = []
+        self.history: list[SeriesHistory] = []
+        self.alert_states: dict[tuple[int, str], AlertState] = {}
+        self.sent: dict[str, Sent] = {}
+        self.breakers = BreakerPolicy(ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=signing_key)
+        self.stats = Stats()
+
+    # ----------------------------------------------------------------- ingest
+    def process(self, records: Sequence[Record]) -> Output:
+        out = Output()
+        self.stats.consumed += len(records)
+        self.metrics.consumed.inc(len(records))
+        self.metrics.batch_events.observe(len(records))
+        good, bad = decode_batch(records, self.d.max_event_bytes)
+        for dl in bad:
+            self._dead(out, dl)
+        now_ms = int(self.clock() * 1000) if self.clock is not None else None
+        routed: dict[str, _Routed] = {}
+        part_max: dict[int, int] = {}
+        for event, rec in good:
+            reason = self._route(event, rec, now_ms, routed)
+            if reason is not None:
+                self._dead(out, DeadLetter(rec, reason[0], reason[1]))
+        for name, cols in routed.items():
+            accepted_ts = self._ingest(self.models[name], cols, out)
+            for p, ts in accepted_ts.items():
+                part_max[p] = max(part_max.get(p, ts), ts)
+        now = self.clock() if self.clock is not None else 0.0
+        for p, ts in part_max.items():
+            self.watermark.observe(p, ts, now)
+        self._close_due(out, self.watermark.value(now, self.idle_after))
+        return out
+
+    def finish(self) -> Output:
+        """End of input (replay): close every open window."""
+        out = Output()
+        self.watermark.flush()
+        self._close_due(out, self.watermark.value(0.0, self.idle_after))
+        return out
+
+    def tick(self) -> Output:
+        """No new records: idle partitions may release the watermark."""
+        out = Output()
+        now = self.clock() if self.clock is not None else 0.0
+        self._close_due(out, self.watermark.value(now, self.idle_after))
+        return out
+
+    def _dead(self, out: Output, dl: DeadLetter) -> None:
+        out.dead_letters.append(dl)
+        self.stats.dead_lettered += 1
+        self.metrics.dead_lettered.labels(dl.reason).inc()
+
+    def _model(self, name: str) -> ModelState | None:
+        m = self.models.get(name)
+        if m is None and self.d.unknown_models == "register" and len(self.models) < 10_000:
+            m = self.models[name] = ModelState(self.config.resolved(name))
+        return m
+
+    def _route(
+        self, event: PredictionEvent, rec: Record, now_ms: int | None, routed: dict[str, _Routed]
+    ) -> tuple[str, str] | None:
+        m = self._model(event.model)
+        if m is None:
+            return "unknown_model", f"model {event.model!r} is not configured (known: {', '.join(sorted(self.models))})"
+        if now_ms is not None and event.ts > now_ms + self.d.max_future:
+            return "future", f"ts is {(event.ts - now_ms) / 1000:.0f}s ahead of the clock"
+        pred = event.prediction
+        value: Any
+        if isinstance(pred, str):
+            kind, value = "categorical", pred
+        elif isinstance(pred, dict):
+            if not pred:
+                return "invalid_event", "prediction: empty probability map"
+            kind, value = "categorical", max(pred, key=pred.__getitem__)
+        else:
+            kind, value = "numeric", float(pred)
+        if m.spec is None:
+            m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
+        elif m.spec.kind != kind:
+            return "prediction_type", f"prediction is {kind} but model {m.cfg.name!r} sends {m.spec.kind} predictions"
+        seg = event.segment
+        if m.cfg.segment_by is not None:
+            seg = {k: seg.get(k, "(none)") for k in m.cfg.segment_by}
+        skey = segment_key(seg)
+        sid = m.by_segment.get(skey)
+        if sid is None:
+            if len(m.sids) >= self.d.max_series_per_model:
+                return "too_many_series", f"model {m.cfg.name!r} already has {len(m.sids)} series"
+            sid = self._new_series(m, seg, skey)
+        cols = routed.get(m.cfg.name)
+        if cols is None:
+            cols = routed[m.cfg.name] = _Routed()
+        cols.sids.append(sid)
+        cols.ts.append(event.ts)
+        cols.values.append(value)
+        cols.records.append(rec)
+        return None
+
+    def _new_series(self, m: ModelState, seg: dict[str, str], skey: str) -> int:
+        sid = len(self.series_model)
+        self.series_model.append(m.cfg.name)
+        self.series_segment.append(dict(seg))
+        self.series_key.append(skey)
+        self.history.append(SeriesHistory(keep=self.d.baseline_windows + 4))
+        m.by_segment[skey] = sid
+        m.sids.append(sid)
+        self.metrics.series.labels(m.cfg.name).set(len(m.sids))
+        return sid
+
+    def _ingest(self, m: ModelState, cols: _Routed, out: Output) -> dict[int, int]:
+        """Window, late-check and sketch one model's events of this batch; return max ts per partition."""
+        sids = np.asarray(cols.sids, dtype=np.int64)
+        ts = np.asarray(cols.ts, dtype=np.int64)
+        ws = ts - ts % m.cfg.window
+        late = m.windows.late_mask(ws)
+        if late.any():
+            for i in np.flatnonzero(late):
+                self._dead(out, DeadLetter(cols.records[i], "late", "event time is behind the watermark: its window has closed"))
+            self.metrics.late.labels(m.cfg.name).inc(int(late.sum()))
+            keep = ~late
+            sids, ts, ws = sids[keep], ts[keep], ws[keep]
+            values = [v for v, k in zip(cols.values, keep, strict=True) if k]
+            recs = [r for r, k in zip(cols.records, keep, strict=True) if k]
+        else:
+            values, recs = cols.values, cols.records
+        if len(ts) == 0:
+            return {}
+        spec = m.spec
+        assert spec is not None
+        if isinstance(spec, CategoricalSpec):
+            self._accumulate(m, sids, ws, spec.codes(values))
+        else:
+            arr = np.asarray(values, dtype=np.float64)
+            if spec.frozen:
+                self._accumulate(m, sids, ws, spec.bin(arr))
+            else:
+                m.pending.append((sids, ws, arr))
+                spec.observe(arr)
+                if spec.frozen:
+                    self._flush_pending(m)
+        n = len(ts)
+        self.stats.processed += n
+        self.metrics.processed.labels(m.cfg.name).inc(n)
+        part_max: dict[int, int] = {}
+        parts = np.fromiter((r.partition for r in recs), dtype=np.int64, count=n)
+        for p in np.unique(parts):
+            part_max[int(p)] = int(ts[parts == p].max())
+        return part_max
+
+    def _flush_pending(self, m: ModelState) -> None:
+        assert m.spec is not None
+        if not m.spec.frozen:
+            m.spec.learn()
+        for sids, ws, arr in m.pending:
+            self._accumulate(m, sids, ws, m.spec.bin(arr))
+        m.pending = []
+
+    def _accumulate(self, m: ModelState, sids: npt.NDArray[np.int64], ws: npt.NDArray[np.int64], bins: npt.NDArray[np.int64]) -> None:
+        """All histograms of this batch in one bincount, then one add per (series, window)."""
+        assert m.spec is not None
+        w0 = int(ws.min())
+        wi = (ws - w0) // m.cfg.window
+        span = int(wi.max()) + 1
+        key = sids * span + wi
+        groups, inverse = np.unique(key, return_inverse=True)
+        hists = grouped_histograms(inverse.reshape(-1), bins, len(groups), m.spec.size)
+        counts = hists.sum(axis=1)
+        for g, k in enumerate(groups.tolist()):
+            sid, w = divmod(k, span)
+            m.windows.add(w0 + w * m.cfg.window, sid, int(counts[g]), hists[g])
+
+    # ----------------------------------------------------------------- close and evaluate
+    def _close_due(self, out: Output, watermark: int | None) -> None:
+        if watermark is None:
+            return
+        if watermark < np.iinfo(np.int64).max:
+            self.metrics.watermark.set(watermark / 1000)
+        for m in self.models.values():
+            if m.pending and any(int(ws.min()) + m.cfg.window <= watermark for _, ws, _ in m.pending):
+                self._flush_pending(m)
+            for ws in m.windows.due(watermark):
+                self._close(m, ws, out)
+
+    def _close(self, m: ModelState, ws: int, out: Output) -> None:
+        accs = m.windows.pop(ws)
+        d = self.d
+        slot = m.calendar.slot(ws)
+        end = ws + m.cfg.window
+        tests = (FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * len(SIGNALS)
+        alpha = d.false_alarms_per_4_weeks / tests
+        size = m.spec.size if m.spec is not None else 1
+        self.breakers.expire(end)
+        for sid in m.sids:
+            acc = accs.get(sid)
+            count = acc.count if acc is not None else 0
+            hist = acc.hist if acc is not None else np.zeros(size, dtype=np.int64)
+            history = self.history[sid]
+            verdicts: dict[str, tuple[Verdict, Baseline] | None] = {"prediction": None, "volume": None}
+            if count >= d.min_window_events:
+                pb = history.baseline(
+                    slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after,
+                    lambda r: r.hist is not None and r.count >= d.min_window_events,
+                )
+                if pb is not None:
+                    stack = np.stack([r.hist for r in pb.records if r.hist is not None])
+                    verdicts["prediction"] = (distribution_test(hist, stack, alpha), pb)
+            vb = history.baseline(slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True)
+            if vb is not None:
+                verdicts["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
+            record = WindowRecord(ws, count, hist.astype(np.int32) if count else None)
+            for signal, found in verdicts.items():
+                if found is not None:
+                    record.scores[signal] = (found[0].score, found[0].threshold)
+                    record.flagged = record.flagged or found[0].breach
+            history.add(slot, record)
+            for signal, found in verdicts.items():
+                self._decide(m, sid, signal, found, slot, record, end, out)
+        self.stats.windows_closed += 1
+        self.metrics.windows_closed.labels(m.cfg.name).inc()
+        self.metrics.breakers_open.set(len(self.breakers.open))
+
+    def _decide(
+        self,
+        m: ModelState,
+        sid: int,
+        signal: str,
+        found: tuple[Verdict, Baseline] | None,
+        slot: Slot,
+        record: WindowRecord,
+        end: int,
+        out: Output,
+    ) -> None:
+        d = self.d
+        key = (sid, signal)
+        before = self.alert_states.get(key, AlertState())
+        after, transition = step(
+            before, found[0].breach if found else None, record.start,
+            pending_windows=d.pending_windows, resolve_windows=d.resolve_windows,
+            strong=found is not None and found[0].score >= 2.0 * found[0].threshold,
+        )
+        if after.status == "inactive":
+            self.alert_states.pop(key, None)
+        else:
+            self.alert_states[key] = after
+        if found is None:
+            return
+        if after.status == "firing":
+            status, starts = "firing", after.starts_at
+        elif transition == "resolved":
+            status, starts = "resolved", before.starts_at
+        else:
+            return
+        assert starts is not None
+        fp = fingerprint(m.cfg.name, self.series_key[sid], signal)
+        reason = notify_reason(self.sent.get(fp), status, end, d.repeat_interval)
+        if reason is None:
+            return
+        self.sent[fp] = Sent(status, end)  # type: ignore[arg-type]
+        alert = self._alert(m, sid, signal, found, slot, record, end, status, starts, reason, fp)
+        out.alerts.append(alert)
+        self.metrics.alerts.labels(m.cfg.name, alert.severity, status).inc()
+        limited = self.breakers.rate_limited
+        for cmd in self.breakers.on_alert(alert, m.cfg.action):
+            out.commands.append(cmd)
+            self.metrics.commands.labels(m.cfg.name, cmd.action).inc()
+        self.metrics.breakers_rate_limited.inc(self.breakers.rate_limited - limited)
+
+    def _alert(
+        self, m: ModelState, sid: int, signal: str, found: tuple[Verdict, Baseline], slot: Slot,
+        record: WindowRecord, end: int, status: str, starts: int, reason: str, fp: str,
+    ) -> Alert:
+        verdict, base = found
+        spec = m.spec
+        seg = self.series_segment[sid]
+        if signal == "prediction" and spec is not None and record.hist is not None:
+            pooled = np.sum([r.hist for r in base.records if r.hist is not None], axis=0).astype(np.float64)
+            current = Summary(**histogram_summary(record.hist.astype(np.float64), spec))  # type: ignore[arg-type]
+            baseline = Summary(windows=len(base.records), **histogram_summary(pooled / len(base.records), spec))  # type: ignore[arg-type]
+        else:
+            counts = [r.count for r in base.records]
+            current = Summary(count=record.count)
+            baseline = Summary(count=float(np.median(counts)), windows=len(counts), mean=float(np.mean(counts)))
+        same = self.history[sid].slots.get(base.key, ())
+        history = History(
+            recent=[self._point(r, signal) for r in self.history[sid].recent],
+            same_slot=[self._point(r, signal) for r in same],
+        )
+        info = BaselineInfo(
+            slot=m.calendar.label_for_key(base.key),
+            kind=KIND_OF[str(base.key[0])],  # type: ignore[arg-type]
+            windows=len(base.records),
+            confidence="high" if base.preferred else "low",
+        )
+        seg_text = self.series_key[sid] or "all traffic"
+        what = "prediction distribution" if signal == "prediction" else "event volume"
+        verb = "drifted" if status == "firing" else "is back to normal"
+        summary = (
+            f"{m.cfg.name} [{seg_text}]: {what} {verb} (score {verdict.score:.4f}, threshold {verdict.threshold:.4f}) "
+            f"against {info.windows} past {info.slot} windows"
+        )
+        alert_id = "a-" + hashlib.sha256(f"{fp}|{starts}".encode()).hexdigest()[:16]
+        return Alert(
+            alert_id=alert_id,
+            fingerprint=fp,
+            status=status,  # type: ignore[arg-type]
+            severity=severity(signal, verdict.score, verdict.threshold),
+            model=m.cfg.name,
+            segment=seg,
+            signal=signal,  # type: ignore[arg-type]
+            context=slot.label,
+            window_start=record.start,
+            window_end=end,
+            starts_at=starts,
+            ends_at=end if status == "resolved" else None,
+            score=verdict.score,
+            threshold=verdict.threshold,
+            baseline=baseline,
+            current=current,
+            baseline_info=info,
+            history=history,
+            notify_reason=reason,  # type: ignore[arg-type]
+            summary=summary,
+        )
+
+    @staticmethod
+    def _point(r: WindowRecord, signal: str) -> ScorePoint:
+        score, threshold = r.scores.get(signal, (None, None))
+        return ScorePoint(window_start=r.start, score=score, threshold=threshold, count=r.count)

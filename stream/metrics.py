@@ -1,0 +1,48 @@
+"""Prometheus metrics, defined once against an injected registry (nothing at import time).
+
+Labels are bounded: model names come from the config (unknown ones are counted as ``(unknown)``),
+reasons and severities are fixed sets; segments never become labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.consumed = Counter("driftline_events_consumed", "Records consumed from the input topic", registry=r)
+        self.processed = Counter(
+            "driftline_events_processed", "Valid events added to windows", ["model"], registry=r
+        )
+        self.dead_lettered = Counter(
+            "driftline_events_dead_lettered", "Records sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.late = Counter("driftline_events_late", "Events later than the watermark", ["model"], registry=r)
+        self.windows_closed = Counter(
+            "driftline_windows_closed", "Event-time windows closed", ["model"], registry=r
+        )
+        self.alerts = Counter(
+            "driftline_alerts", "Alert notifications published", ["model", "severity", "status"], registry=r
+        )
+        self.commands = Counter("driftline_commands", "Commands published", ["model", "action"], registry=r)
+        self.breakers_open = Gauge("driftline_breakers_open", "Models whose circuit breaker is open", registry=r)
+        self.breakers_rate_limited = Counter(
+            "driftline_breakers_rate_limited", "Circuit breaks withheld by the open-breaker cap", registry=r
+        )
+        self.series = Gauge("driftline_series", "Series (model x segment) tracked", ["model"], registry=r)
+        self.watermark = Gauge(
+            "driftline_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "driftline_batch_processing_seconds",
+            "Time to process one consumed batch",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.batch_events = Histogram(
+            "driftline_batch_events", "Records per consumed batch",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000), registry=r,
+        )
