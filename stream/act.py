@@ -76,16 +76,16 @@ class BreakerPolicy:
                     self.rate_limited += 1
                     return []
                 breaker = self.open[model] = Breaker()
-                out.append(self._command(model, "circuit_break", alert, now, nonce=""))
+                out.append(self._command(model, "circuit_break", alert, now))
             elif alert.notify_reason == "repeat" or alert.alert_id not in breaker.alerts:
-                out.append(self._command(model, "circuit_break", alert, now, nonce=now))
+                out.append(self._command(model, "circuit_break", alert, now))
             breaker.alerts.add(alert.alert_id)
             breaker.expires_at = now + self.ttl
         elif breaker is not None and alert.alert_id in breaker.alerts:
             breaker.alerts.discard(alert.alert_id)
             if not breaker.alerts:
                 del self.open[model]
-                out.append(self._command(model, "restore", alert, now, nonce=""))
+                out.append(self._command(model, "restore", alert, now))
         return out
 
     def expire(self, now: int) -> None:
@@ -93,9 +93,10 @@ class BreakerPolicy:
         for model in [m for m, b in self.open.items() if b.expires_at <= now]:
             del self.open[model]
 
-    def _command(self, model: str, action: str, alert: Alert, now: int, nonce: object) -> Command:
+    def _command(self, model: str, action: str, alert: Alert, now: int) -> Command:
+        # The window end is part of the id: a renewal is a new command, a replay is the same one.
         cmd = Command(
-            command_id=command_id(model, action, alert.alert_id, str(nonce)),
+            command_id=command_id(model, action, alert.alert_id, now),
             model=model,
             action=action,  # type: ignore[arg-type]
             reason=CommandReason(

@@ -96,7 +96,7 @@ class Defaults(_Strict):
     resolve_windows: int = Field(default=3, ge=1)
     adapt_after: Duration = parse_duration("14d")
     repeat_interval: Duration = parse_duration("4h")
-    break_ttl: Duration = parse_duration("8h")
+    break_ttl: Duration = parse_duration("24h")
     max_open_breakers: int = Field(default=3, ge=0)
     unknown_models: Literal["reject", "register"] = "reject"
     max_series_per_model: int = Field(default=10_000, ge=1)

@@ -95,6 +95,7 @@ Number = Annotated[StrictFloat | StrictInt, BeforeValidator(_finite)]
 FeatureValue = Number | StrictStr | StrictBool | None
 Timestamp = Annotated[
     int,
+    BeforeValidator(_to_epoch_ms),
     PlainSerializer(ms_to_rfc3339, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]

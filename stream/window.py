@@ -9,8 +9,11 @@ closes when ``start + length <= watermark``; an event whose window has closed is
 >>> wm.observe(0, 100, now=0.0); wm.observe(1, 70, now=0.0)
 >>> wm.value(now=1.0, idle_after=30.0)
 60
->>> wm.value(now=100.0, idle_after=30.0) is None   # every partition idle: hold the watermark
-True
+>>> wm.value(now=100.0, idle_after=30.0)   # every partition idle: hold the watermark
+60
+>>> wm.assign(2, now=100.0); wm.observe(0, 500, now=100.0)
+>>> wm.value(now=101.0, idle_after=30.0)   # partition 2 was assigned but has delivered nothing yet
+60
 """
 
 from __future__ import annotations
@@ -24,14 +27,24 @@ import numpy.typing as npt
 @dataclass
 class Watermark:
     lateness: int
-    _max: dict[int, int] = field(default_factory=dict)
+    _max: dict[int, int | None] = field(default_factory=dict)
     _seen_at: dict[int, float] = field(default_factory=dict)
     _last: int | None = None
+
+    def assign(self, partition: int, now: float) -> None:
+        """A newly assigned partition holds the watermark until it delivers or goes idle."""
+        self._max.setdefault(partition, None)  # type: ignore[arg-type]
+        self._seen_at.setdefault(partition, now)
 
     def observe(self, partition: int, max_ts: int, now: float) -> None:
         prev = self._max.get(partition)
         self._max[partition] = max_ts if prev is None else max(prev, max_ts)
         self._seen_at[partition] = now
+
+    def caught_up(self, partition: int) -> None:
+        """The partition has nothing more to read: it does not hold the watermark back until it delivers."""
+        if partition in self._max:
+            self._seen_at[partition] = float("-inf")
 
     def forget(self, partition: int) -> None:
         """A partition was revoked: it no longer holds the watermark back."""
@@ -41,7 +54,7 @@ class Watermark:
     def value(self, now: float, idle_after: float) -> int | None:
         """The current watermark (never moves back), or None before any event."""
         active = [m for p, m in self._max.items() if now - self._seen_at[p] < idle_after]
-        if active:
+        if active and None not in active:
             wm = min(active) - self.lateness
             self._last = wm if self._last is None else max(self._last, wm)
         return self._last

@@ -1,0 +1,255 @@
+"""The ``driftline`` command line (also ``python -m stream``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from .config import Config, ConfigError, load_config
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config) if getattr(args, "config", None) else load_config(None)
+    if getattr(args, "bootstrap", None):
+        cfg.kafka.bootstrap_servers = args.bootstrap
+    if getattr(args, "metrics_port", None) is not None:
+        cfg.metrics.port = args.metrics_port
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .service import Service
+
+    cfg = _config(args)
+    service = Service(cfg)
+    service.install_signal_handlers()
+    port = service.serve_metrics()
+    print(f"driftline: consuming {cfg.kafka.input_topic} on {cfg.kafka.bootstrap_servers} "
+          f"as group {cfg.kafka.group_id}; metrics on http://{cfg.metrics.host}:{port}/metrics", flush=True)
+    s = service.run(idle_exit=args.idle_exit)
+    print(f"driftline: stopped after {s.seconds:.1f}s: consumed {s.consumed}, processed {s.processed}, "
+          f"dead-lettered {s.dead_lettered}, windows closed {s.windows_closed}, alerts {s.alerts}, "
+          f"commands {s.commands}", flush=True)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    cfg = _config(args)
+    alerts = open(args.alerts, "wb") if args.alerts else None  # noqa: SIM115
+    commands = open(args.commands, "wb") if args.commands else None  # noqa: SIM115
+    dead = open(args.dead_letters, "wb") if args.dead_letters else None  # noqa: SIM115
+    try:
+        r = replay(Path(args.events), cfg, alerts, commands, dead)
+    finally:
+        for fh in (alerts, commands, dead):
+            if fh is not None:
+                fh.close()
+    print(f"replayed {r.events} events in {r.seconds:.2f}s ({r.events_per_second:,.0f}/s): processed {r.processed}, "
+          f"dead-lettered {r.dead_lettered} {dict(r.by_reason) or ''}")
+    print(f"alerts {r.alerts} (new firing: {sum(r.firing.values())}), commands {r.commands}")
+    for (model, seg, signal), n in sorted(r.firing.items()):
+        print(f"  {model} [{seg}] {signal}: {n} firing")
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from . import broker
+
+    state = Path(args.state_dir) if args.state_dir else None
+    if args.action == "start":
+        info = broker.start(state, heap=args.heap)
+        print(f"kafka {broker.KAFKA_VERSION} pid {info.pid}, data {info.data_dir}, log {info.log_file}")
+        print(info.bootstrap)
+        return 0
+    if args.action == "status":
+        running = broker.status(state)
+        if running is None:
+            print("not running")
+            return 1
+        print(f"running: pid {running.pid}, data {running.data_dir}")
+        print(running.bootstrap)
+        return 0
+    print("stopped" if broker.stop(state) else "not running")
+    return 0
+
+
+def _bootstrap_or_local(args: argparse.Namespace) -> str:
+    if getattr(args, "bootstrap", None):
+        return str(args.bootstrap)
+    if getattr(args, "config", None):
+        return load_config(args.config).kafka.bootstrap_servers
+    from . import broker
+
+    info = broker.status()
+    if info is None:
+        raise SystemExit("no --bootstrap given and no local broker running (driftline broker start)")
+    return info.bootstrap
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_text, find_alert, write_page
+
+    if args.alerts:
+        lines: list[bytes] = Path(args.alerts).read_bytes().splitlines()
+    else:
+        from .topics import read_topic
+
+        lines = [v for _k, v in read_topic(_bootstrap_or_local(args), args.topic, timeout=args.timeout)]
+    alert = find_alert(lines, args.alert_id)
+    if alert is None:
+        print(f"alert {args.alert_id} not found", file=sys.stderr)
+        return 1
+    print(explain_text(alert))
+    if args.out:
+        print(f"page written to {write_page(alert, Path(args.out))}")
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from .contract import Command
+    from .subscriber import BreakerBook, ControlSubscriber
+
+    def show(cmd: Command, book: BreakerBook) -> None:
+        state = "OPEN (stop serving)" if book.is_open(cmd.model) else "closed (serving)"
+        print(f"{cmd.command_id} {cmd.action} {cmd.model}: {cmd.reason.summary} -> breaker {state}", flush=True)
+
+    topic = args.topic or (load_config(args.config).kafka.control_topic if args.config else "model.control")
+    sub = ControlSubscriber(_bootstrap_or_local(args), {args.model}, show, topic=topic)
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            sub.poll(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+    print(f"{args.model}: breaker {'OPEN' if sub.book.is_open(args.model) else 'closed'}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .contract import json_schemas
+
+    schemas = json_schemas()
+    if args.write:
+        out = Path(args.write)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.items():
+            (out / name).write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+            print(out / name)
+        return 0
+    sys.stdout.write(orjson.dumps(schemas, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import HOUR_MS, Scenario, encode, simulate
+
+    end = None
+    sc0 = Scenario(model=args.model, weeks=args.weeks, rate=args.rate)
+    if args.drift_hours:
+        end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+        sc0 = Scenario(model=args.model, weeks=args.weeks, rate=args.rate, end_ms=end,
+                       drift_segment=args.drift_segment, drift_start_ms=end - args.drift_hours * HOUR_MS,
+                       drift_shift=args.drift_shift)
+    n = 0
+    with open(args.out, "wb") as fh:
+        for event in simulate(sc0, seed=args.seed):
+            fh.write(encode(event) + b"\n")
+            n += 1
+    print(f"wrote {n} events to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(bootstrap=args.bootstrap, weeks=args.weeks, out_dir=Path(args.out_dir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="driftline", description=__doc__)
+    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="the long-running consumer service")
+    r.add_argument("--config", required=True)
+    r.add_argument("--bootstrap", help="override kafka.bootstrap_servers")
+    r.add_argument("--metrics-port", type=int, help="override metrics.port (0 = any free port)")
+    r.add_argument("--idle-exit", type=float, help="stop after this many seconds without input (demos, tests)")
+    r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("replay", help="run the engine over a JSONL file, no Kafka")
+    rp.add_argument("events")
+    rp.add_argument("--config", required=True)
+    rp.add_argument("--alerts", required=True, help="write alerts here (JSON lines)")
+    rp.add_argument("--commands", help="write commands here (JSON lines)")
+    rp.add_argument("--dead-letters", help="write rejected lines here (JSON lines)")
+    rp.set_defaults(func=cmd_replay)
+
+    b = sub.add_parser("broker", help="a local single-node Apache Kafka")
+    b.add_argument("action", choices=["start", "stop", "status"])
+    b.add_argument("--state-dir", help="where the broker's pid and address are kept")
+    b.add_argument("--heap", default="512m")
+    b.set_defaults(func=cmd_broker)
+
+    e = sub.add_parser("explain", help="an alert's picture: current vs baseline, last 24 h, same slot")
+    e.add_argument("alert_id")
+    e.add_argument("--alerts", help="alerts file (JSON lines); default: read the alerts topic")
+    e.add_argument("--bootstrap")
+    e.add_argument("--config")
+    e.add_argument("--topic", default="drift.alerts")
+    e.add_argument("--timeout", type=float, default=10.0)
+    e.add_argument("--out", help="write a self-contained HTML page")
+    e.set_defaults(func=cmd_explain)
+
+    d = sub.add_parser("demo", help="the whole loop on the local broker")
+    d.add_argument("--bootstrap", help="use this broker instead of starting the local one")
+    d.add_argument("--weeks", type=int, default=8)
+    d.add_argument("--out-dir", default="driftline-demo")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("subscribe", help="what a model server sees on the control topic")
+    s.add_argument("--model", required=True)
+    s.add_argument("--bootstrap")
+    s.add_argument("--config")
+    s.add_argument("--topic")
+    s.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    s.set_defaults(func=cmd_subscribe)
+
+    sc = sub.add_parser("schema", help="print (or write) the JSON Schemas")
+    sc.add_argument("--write", metavar="DIR")
+    sc.set_defaults(func=cmd_schema)
+
+    sm = sub.add_parser("simulate", help="write synthetic seasonal prediction events (JSONL)")
+    sm.add_argument("--out", required=True)
+    sm.add_argument("--model", default="fraud")
+    sm.add_argument("--weeks", type=int, default=8)
+    sm.add_argument("--rate", type=float, default=60.0)
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--drift-segment", type=int, default=2)
+    sm.add_argument("--drift-hours", type=int, default=0, help="shift that segment's predictions this many last hours")
+    sm.add_argument("--drift-shift", type=float, default=0.25)
+    sm.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"driftline: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""``driftline explain``: an alert's picture, from its own payload.
+
+Text for the terminal, and a self-contained HTML page with inline SVG charts: the current window
+against its same-slot baseline, the last 24 windows and the same slot in past weeks, each score
+against its threshold.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import orjson
+
+from .contract import Alert, Histogram, ScorePoint, ms_to_rfc3339
+
+
+def find_alert(lines: Iterable[bytes], alert_id: str) -> Alert | None:
+    """The last record of ``alert_id`` (its latest transition) among JSON lines or Kafka values."""
+    found = None
+    for raw in lines:
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and data.get("alert_id") == alert_id:
+            found = Alert.model_validate(data)
+    return found
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def explain_text(a: Alert) -> str:
+    lines = [
+        f"{a.alert_id}  {a.status.upper()}  severity={a.severity}  signal={a.signal}",
+        a.summary,
+        f"window   {ms_to_rfc3339(a.window_start)} .. {ms_to_rfc3339(a.window_end)}  ({a.context})",
+        f"baseline {a.baseline_info.windows} windows of {a.baseline_info.slot} "
+        f"({a.baseline_info.kind}, confidence {a.baseline_info.confidence})",
+        f"score    {a.score:.4f}   threshold {a.threshold:.4f}   ratio {a.score / a.threshold if a.threshold else 0:.1f}x",
+        f"current  count={a.current.count:.0f} mean={_fmt(a.current.mean)}   "
+        f"baseline count={a.baseline.count:.0f} mean={_fmt(a.baseline.mean)}",
+        "same slot, past weeks (score / threshold):",
+    ]
+    for p in a.history.same_slot:
+        lines.append(f"  {ms_to_rfc3339(p.window_start)}  {_fmt(p.score)} / {_fmt(p.threshold)}  n={p.count:.0f}")
+    lines.append("last 24 windows (score / threshold):")
+    for p in a.history.recent:
+        mark = " <" if p.score is not None and p.threshold is not None and p.score > p.threshold else ""
+        lines.append(f"  {ms_to_rfc3339(p.window_start)}  {_fmt(p.score)} / {_fmt(p.threshold)}  n={p.count:.0f}{mark}")
+    return "\n".join(lines)
+
+
+def _bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], colors: dict[str, str]) -> str:
+    w, h, pad = 640, 220, 30
+    n = max(len(labels), 1)
+    top = max((max(v) if len(v) else 0.0) for v in series.values()) or 1.0
+    group = (w - 2 * pad) / n
+    bar = group / (len(series) + 1)
+    parts = [f'<svg class="chart" role="img" aria-label="{html.escape(title)}" width="{w}" height="{h}">',
+             f'<text x="{pad}" y="16" class="title">{html.escape(title)}</text>']
+    for j, (name, values) in enumerate(series.items()):
+        for i, v in enumerate(values):
+            bh = (h - 2 * pad - 10) * v / top
+            x = pad + i * group + j * bar
+            parts.append(f'<rect class="bar {name}" x="{x:.1f}" y="{h - pad - bh:.1f}" width="{bar:.1f}" '
+                         f'height="{bh:.1f}" fill="{colors[name]}"><title>{html.escape(labels[i])}: {v:.3f}</title></rect>')
+    for i, label in enumerate(labels):
+        if n <= 12 or i % max(n // 8, 1) == 0:
+            parts.append(f'<text x="{pad + i * group:.1f}" y="{h - 8}" class="tick">{html.escape(label)}</text>')
+    legend = " ".join(f'<tspan fill="{colors[k]}">&#9632; {k}</tspan>' for k in series)
+    parts.append(f'<text x="{w - 220}" y="16" class="legend">{legend}</text></svg>')
+    return "".join(parts)
+
+
+def _scores(title: str, points: Sequence[ScorePoint]) -> str:
+    labels = [ms_to_rfc3339(p.window_start)[5:16].replace("T", " ") for p in points]
+    return _bars(
+        title,
+        labels,
+        {"score": [p.score or 0.0 for p in points], "threshold": [p.threshold or 0.0 for p in points]},
+        {"score": "#d9480f", "threshold": "#868e96"},
+    )
+
+
+def _hist_labels(hist: Histogram) -> list[str]:
+    if hist.labels is not None:
+        return list(hist.labels)
+    edges = hist.edges or []
+    out = [f"< {edges[0]:.3g}"] if edges else ["all"]
+    out += [f"{a:.3g}-{b:.3g}" for a, b in zip(edges[:-1], edges[1:], strict=False)]
+    if edges:
+        out.append(f">= {edges[-1]:.3g}")
+    return out
+
+
+def explain_html(a: Alert) -> str:
+    charts = []
+    cur, base = a.current.histogram, a.baseline.histogram
+    if cur is not None and base is not None:
+        ct, bt = sum(cur.counts) or 1.0, sum(base.counts) or 1.0
+        charts.append(_bars(
+            "Current window vs same-slot baseline (share of events)", _hist_labels(cur),
+            {"current": [c / ct for c in cur.counts], "baseline": [c / bt for c in base.counts]},
+            {"current": "#d9480f", "baseline": "#1c7ed6"},
+        ))
+    charts.append(_scores("Last 24 hours: score against threshold", a.history.recent))
+    charts.append(_scores(f"Same slot in past weeks ({a.baseline_info.slot})", a.history.same_slot))
+    title = f"driftline alert {a.alert_id}: {a.model} {a.signal} {a.status}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:24px;max-width:720px}} .title{{font-weight:bold;font-size:13px}}
+.tick,.legend{{font-size:10px}} pre{{background:#f1f3f5;padding:8px;overflow:auto}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p class="summary">{html.escape(a.summary)}</p>
+<pre>{html.escape(explain_text(a))}</pre>
+{''.join(charts)}
+</body></html>
+"""
+
+
+def write_page(a: Alert, out: Path) -> Path:
+    out.write_text(explain_html(a))
+    return out

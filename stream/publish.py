@@ -1,0 +1,113 @@
+"""Kafka output edge: alerts, commands and dead letters as JSON records; topics created when missing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .config import KafkaConfig
+from .consume import client_settings
+from .contract import Alert, Command
+from .decode import DeadLetter
+
+log = logging.getLogger("driftline.publish")
+
+
+def ensure_topics(cfg: KafkaConfig, partitions: int = 1, timeout: float = 30.0) -> list[str]:
+    """Create the topics driftline writes (control and state compacted) if missing; return created."""
+    admin = AdminClient(client_settings(cfg), logger=log)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    compacted = {"cleanup.policy": "compact"}
+    wanted = {
+        cfg.alerts_topic: {},
+        cfg.dead_letter_topic: {},
+        cfg.control_topic: compacted,
+        cfg.state_topic: compacted,
+    }
+    new = [
+        NewTopic(name, num_partitions=partitions, replication_factor=-1, config=conf)
+        for name, conf in wanted.items()
+        if name not in existing
+    ]
+    if not new:
+        return []
+    created = []
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created
+
+
+def alert_bytes(alert: Alert) -> bytes:
+    return orjson.dumps(alert.model_dump(mode="json"))
+
+
+def command_bytes(command: Command) -> bytes:
+    return orjson.dumps(command.model_dump(mode="json"))
+
+
+def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
+    rec = dl.record
+    headers = [("driftline.reason", dl.reason.encode()), ("driftline.detail", dl.detail.encode()[:2000])]
+    if rec.topic is not None:
+        headers += [
+            ("driftline.source.topic", rec.topic.encode()),
+            ("driftline.source.partition", str(rec.partition).encode()),
+            ("driftline.source.offset", str(rec.offset).encode()),
+        ]
+    return headers
+
+
+class Publisher:
+    """Produces the engine's outputs; ``flush`` waits until the broker has them all."""
+
+    def __init__(self, cfg: KafkaConfig, extra: dict[str, Any] | None = None):
+        self.cfg = cfg
+        self.producer = Producer(
+            {
+                **client_settings(cfg),
+                "enable.idempotence": True,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                **(extra or {}),
+            },
+            logger=log,
+        )
+        self._errors: list[str] = []
+
+    def _report(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._report)
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def publish(self, alerts: Iterable[Alert], commands: Iterable[Command], dead: Iterable[DeadLetter]) -> None:
+        c = self.cfg
+        for a in alerts:
+            self._produce(c.alerts_topic, a.fingerprint.encode(), alert_bytes(a))
+        for cmd in commands:
+            self._produce(c.control_topic, cmd.model.encode(), command_bytes(cmd))
+        for dl in dead:
+            self._produce(c.dead_letter_topic, dl.record.key, dl.record.value, dead_letter_headers(dl))
+        self.producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        remaining = self.producer.flush(timeout)
+        if remaining or self._errors:
+            errors, self._errors = self._errors, []
+            raise KafkaException(f"{remaining} records not delivered; errors: {errors[:5]}")
