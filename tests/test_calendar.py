@@ -1,0 +1,51 @@
+"""Calendar slots in the model's timezone, through daylight-saving changes and holidays."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from stream.calendar import Calendar
+
+HOUR = 3_600_000
+
+
+def ms(y: int, mo: int, d: int, h: int) -> int:
+    return int(datetime(y, mo, d, h, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_spring_forward_day_has_23_local_hours() -> None:
+    cal = Calendar("America/New_York", None)
+    # 2026-03-08: clocks jump from 02:00 to 03:00 local (07:00 UTC).
+    start = ms(2026, 3, 8, 5)  # 00:00 EST
+    hours = [cal.slot(start + i * HOUR).chain[0] for i in range(23)]
+    assert [k[2] for k in hours[:4]] == [0, 1, 3, 4]
+    assert all(k[1] == 6 for k in hours)  # all on Sunday: the local day has 23 hours
+    assert cal.slot(start + 23 * HOUR).chain[0] == ("how", 0, 0)  # Monday 00:00
+
+
+def test_fall_back_day_has_25_local_hours() -> None:
+    cal = Calendar("America/New_York", None)
+    start = ms(2026, 11, 1, 4)  # 00:00 EDT on Sunday 2026-11-01
+    hours = [cal.slot(start + i * HOUR).chain[0][2] for i in range(25)]
+    assert hours[:4] == [0, 1, 1, 2]  # 01:00 happens twice
+    assert cal.slot(start + 25 * HOUR).chain[0] == ("how", 0, 0)
+
+
+def test_same_utc_hour_is_a_different_slot_in_another_timezone() -> None:
+    t = ms(2026, 11, 27, 23)  # Friday 23:00 UTC
+    assert Calendar("UTC", None).slot(t).chain[0] == ("how", 4, 23)
+    assert Calendar("Asia/Tokyo", None).slot(t).chain[0] == ("how", 5, 8)  # Saturday 08:00 in Tokyo
+
+
+def test_holiday_backs_off_to_sunday_and_is_stored_apart() -> None:
+    cal = Calendar("UTC", "US")
+    s = cal.slot(ms(2026, 12, 25, 10))
+    assert s.chain == (("holiday", 10), ("how", 6, 10))
+    assert s.store == (("holiday", 10),)
+    assert "Christmas" in s.label
+
+
+def test_custom_dates_and_no_country() -> None:
+    cal = Calendar("UTC", "none", custom_dates={date(2026, 6, 1): "Launch day"})
+    assert cal.slot(ms(2026, 6, 1, 12)).chain[0] == ("holiday", 12)
+    assert cal.slot(ms(2026, 12, 25, 12)).chain[0] == ("how", 4, 12)

@@ -1,0 +1,137 @@
+"""The engine over simulated seasonal streams, without Kafka."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from stream.config import Config, Defaults, ModelConfig
+from stream.decode import Record
+from stream.engine import Engine, Output
+from stream.simulate import HOUR_MS, WEEK_MS, Scenario, simulate
+
+END = 1795716000000  # 2026-11-26 18:00 UTC
+
+
+def feed(engine: Engine, raw: list[bytes], chunk: int = 4000, finish: bool = True) -> Output:
+    out = Output()
+    for i in range(0, len(raw), chunk):
+        out.extend(engine.process([Record(r, None, "in", 0, i + j) for j, r in enumerate(raw[i:i + chunk])]))
+    if finish:
+        out.extend(engine.finish())
+    return out
+
+
+def events(sc: Scenario, seed: int = 1) -> list[bytes]:
+    return [orjson.dumps(e) for e in simulate(sc, seed=seed)]
+
+
+def config(action: str = "circuit_break", **defaults: object) -> Config:
+    return Config(models={"fraud": ModelConfig(action=action)}, defaults=Defaults(**defaults))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def drifted() -> tuple[Engine, Output, Scenario]:
+    sc = Scenario(weeks=8, end_ms=END, rate=40, drift_segment=1, drift_start_ms=END - 5 * 24 * HOUR_MS)
+    engine = Engine(config())
+    return engine, feed(engine, events(sc)), sc
+
+
+def test_seasonal_weeks_alert_only_on_the_drifted_segment(drifted: tuple[Engine, Output, Scenario]) -> None:
+    engine, out, sc = drifted
+    firing = [a for a in out.alerts if a.status == "firing"]
+    assert firing, "the shifted segment must alert"
+    assert {tuple(sorted(a.segment.items())) for a in out.alerts} == {tuple(sorted(sc.segments[1].items()))}
+    first = min(a.window_start for a in firing)
+    assert sc.drift_start_ms is not None and sc.drift_start_ms <= first < sc.drift_start_ms + 24 * HOUR_MS
+    new = [a for a in firing if a.notify_reason == "new" and a.signal == "prediction"]
+    assert new[0].baseline_info.kind == "hour_of_week" and new[0].baseline_info.confidence == "high"
+    assert len(new[0].history.recent) == 24 and len(new[0].history.same_slot) >= 3
+
+
+def test_circuit_break_then_stable_ids(drifted: tuple[Engine, Output, Scenario]) -> None:
+    _engine, out, sc = drifted
+    actions = [c.action for c in out.commands]
+    assert actions and actions[0] == "circuit_break"
+    assert len({c.command_id for c in out.commands}) == len(out.commands)
+    again = feed(Engine(config()), events(sc))
+    assert [c.command_id for c in again.commands] == [c.command_id for c in out.commands]
+    assert [(a.alert_id, a.status) for a in again.alerts] == [(a.alert_id, a.status) for a in out.alerts]
+
+
+def test_counts_add_up(drifted: tuple[Engine, Output, Scenario]) -> None:
+    engine, _out, _sc = drifted
+    s = engine.stats
+    assert s.consumed == s.processed + s.dead_lettered and s.dead_lettered == 0
+
+
+def test_no_drift_no_alert_and_alert_only_model_no_command() -> None:
+    sc = Scenario(weeks=6, end_ms=END, rate=40)
+    out = feed(Engine(config(action="alert")), events(sc, seed=4))
+    assert out.alerts == [] and out.commands == []
+
+
+def test_volume_drop_alerts_as_volume() -> None:
+    sc = Scenario(weeks=5, end_ms=END, rate=40, segments=({"country": "US"},))
+    raw = events(sc, seed=5)
+    cut = END - 2 * 24 * HOUR_MS
+    kept = [r for i, r in enumerate(raw) if orjson.loads(r)["ts"] < cut or i % 5 == 0]  # 80% fewer events
+    out = feed(Engine(config()), kept)
+    signals = {a.signal for a in out.alerts if a.status == "firing"}
+    assert "volume" in signals
+
+
+def test_bad_records_are_dead_lettered_with_reasons() -> None:
+    engine = Engine(config(), clock=lambda: END / 1000)
+    good = {"event_id": "e", "model": "fraud", "ts": END - 1000, "prediction": 0.3}
+    raw = [
+        orjson.dumps(good),
+        b"{not json",
+        orjson.dumps({k: v for k, v in good.items() if k != "ts"}),
+        orjson.dumps({**good, "prediction": "high"}),  # a label where the model sends numbers
+        orjson.dumps({**good, "prediction": [0.3]}),
+        orjson.dumps({**good, "model": "ghost"}),
+        orjson.dumps({**good, "ts": END + 2 * HOUR_MS}),
+        b"\xff\xfe\x00",
+        b"x" * 70_000,
+    ]
+    out = engine.process([Record(r, None, "in", 0, i) for i, r in enumerate(raw)])
+    by_offset = {d.record.offset: d for d in out.dead_letters}
+    assert {o: d.reason for o, d in sorted(by_offset.items())} == {
+        1: "malformed_json", 2: "invalid_event", 3: "prediction_type", 4: "invalid_event",
+        5: "unknown_model", 6: "future", 7: "not_utf8", 8: "oversized",
+    }
+    assert by_offset[1].record.value == b"{not json"  # the original bytes, untouched
+    assert "ts: required field missing" in by_offset[2].detail
+    assert "ghost" in by_offset[5].detail
+    assert engine.stats.processed == 1 and engine.stats.consumed == len(raw)
+
+
+def test_late_events_are_dead_lettered_not_dropped() -> None:
+    engine = Engine(config(), clock=None)
+    ev = lambda i, ts: orjson.dumps({"event_id": f"e{i}", "model": "fraud", "ts": ts, "prediction": 0.5})  # noqa: E731
+    engine.process([Record(ev(i, END + i * 60_000), None, "in", 0, i) for i in range(60)])
+    engine.process([Record(ev(100, END + 2 * HOUR_MS), None, "in", 0, 100)])  # watermark passes END + 1h
+    out = engine.process([Record(ev(101, END + 5 * 60_000), None, "in", 0, 101), Record(ev(102, END + HOUR_MS + 1), None, "in", 0, 102)])
+    assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("late", 101)]
+    assert engine.stats.consumed == engine.stats.processed + engine.stats.dead_lettered
+
+
+def test_categorical_predictions_drift() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(9)
+    start = END - 6 * WEEK_MS
+    raw = []
+    for h in range(6 * 168):
+        t = start + h * HOUR_MS
+        p_spam = 0.6 if t >= END - 2 * 24 * HOUR_MS else 0.2
+        for i in range(80):
+            label = "spam" if rng.random() < p_spam else "ham"
+            pred = {"spam": 0.9, "ham": 0.1} if label == "spam" and i % 2 else label
+            raw.append(orjson.dumps({"event_id": f"{h}-{i}", "model": "fraud", "ts": t + i * 40_000, "prediction": pred}))
+    out = feed(Engine(config()), raw)
+    firing = [a for a in out.alerts if a.status == "firing" and a.signal == "prediction"]
+    assert firing and min(a.window_start for a in firing) >= END - 2 * 24 * HOUR_MS
+    assert firing[0].current.histogram is not None and firing[0].current.histogram.labels is not None
+    assert "spam" in firing[0].current.histogram.labels
