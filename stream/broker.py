@@ -8,6 +8,7 @@ process and waits until an AdminClient sees the broker. ``stop`` sends SIGTERM t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -217,10 +218,8 @@ def stop(state_dir: Path | None = None, timeout: float = 30.0) -> bool:
     if info is None:
         return False
     if _alive(info.pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(info.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while _alive(info.pid) and time.monotonic() < deadline:
             _reap(info.pid)
@@ -234,7 +233,5 @@ def stop(state_dir: Path | None = None, timeout: float = 30.0) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -101,7 +101,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         from .topics import read_topic
 
-        lines = [v for _k, v in read_topic(_bootstrap_or_local(args), args.topic, timeout=args.timeout)]
+        lines = [rec[1] for rec in read_topic(_bootstrap_or_local(args), args.topic, timeout=args.timeout)]
     alert = find_alert(lines, args.alert_id)
     if alert is None:
         print(f"alert {args.alert_id} not found", file=sys.stderr)

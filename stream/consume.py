@@ -76,12 +76,12 @@ class BatchConsumer:
                     raise KafkaException(err)
                 log.warning("retriable consumer error: %s", err.str())
                 continue
-            out.append(Record(msg.value(), msg.key(), msg.topic(), msg.partition(), msg.offset()))
+            out.append(Record(msg.value(), msg.key(), msg.topic(), msg.partition() or 0, msg.offset() or 0))
         return out
 
     def caught_up(self) -> list[int]:
         """Assigned partitions whose position has reached the (cached) high watermark."""
-        out = []
+        out: list[int] = []
         try:
             assigned = self.consumer.assignment()
             positions = self.consumer.position(assigned) if assigned else []

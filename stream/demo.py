@@ -51,7 +51,7 @@ def run_demo(bootstrap: str | None, weeks: int = 8, out_dir: Path = Path("driftl
     t0 = time.perf_counter()
     n = produce(
         bootstrap, kafka.input_topic,
-        ((f"fraud|{segment_key(e['segment'])}".encode(), encode(e)) for e in simulate(scenario, seed=42)),
+        ((f"fraud|{segment_key(e['segment'])}".encode(), encode(e)) for e in simulate(scenario, seed=42)),  # type: ignore[arg-type]
     )
     print(f"  {n:,} events produced to {kafka.input_topic} in {time.perf_counter() - t0:.1f}s")
 

@@ -76,8 +76,9 @@ def read_topic(
                     out.append((msg.key(), value, dict(msg.headers() or [])))
                 else:
                     out.append((msg.key(), value))
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    done.add(msg.partition())
+                part, offset = msg.partition() or 0, msg.offset() or 0
+                if offset + 1 >= ends[part]:
+                    done.add(part)
             # Transaction markers occupy offsets: also stop on position.
             for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends[tp.partition]:

@@ -33,7 +33,7 @@ class Watermark:
 
     def assign(self, partition: int, now: float) -> None:
         """A newly assigned partition holds the watermark until it delivers or goes idle."""
-        self._max.setdefault(partition, None)  # type: ignore[arg-type]
+        self._max.setdefault(partition, None)
         self._seen_at.setdefault(partition, now)
 
     def observe(self, partition: int, max_ts: int, now: float) -> None:
@@ -54,8 +54,9 @@ class Watermark:
     def value(self, now: float, idle_after: float) -> int | None:
         """The current watermark (never moves back), or None before any event."""
         active = [m for p, m in self._max.items() if now - self._seen_at[p] < idle_after]
-        if active and None not in active:
-            wm = min(active) - self.lateness
+        known = [m for m in active if m is not None]
+        if known and len(known) == len(active):
+            wm = min(known) - self.lateness
             self._last = wm if self._last is None else max(self._last, wm)
         return self._last
 

@@ -52,3 +52,10 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[kafka\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_shipped_example_config_is_valid() -> None:
+    from .conftest import ROOT
+
+    cfg = load_config(ROOT / "deploy" / "driftline.example.toml")
+    assert cfg.resolved("fraud").action == "circuit_break"

@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from stream.contract import Alert, Command, PredictionEvent, json_schemas
 from stream.act import _alert
+from stream.contract import Alert, Command, PredictionEvent, json_schemas
 
 from .conftest import ROOT
 

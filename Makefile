@@ -1,0 +1,52 @@
+# driftline: the obvious targets. Everything runs from a local virtual environment (.venv).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup jars test unit lint typecheck schemas demo broker-start broker-stop bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Fetch the Kafka broker's jars from Maven Central once (cached under ~/.cache/driftline).
+jars: setup
+	$(BIN)/python -c 'from stream.broker import ensure_jars; print(ensure_jars())'
+
+# The test command: unit tests, doctests and integration tests against a real Kafka broker
+# (the one in DRIFTLINE_TEST_BOOTSTRAP, or one the tests start themselves).
+test: setup jars
+	$(BIN)/python -m pytest
+
+unit: setup
+	$(BIN)/python -m pytest -m 'not kafka'
+
+lint: setup
+	$(BIN)/ruff check stream tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+schemas: setup
+	$(BIN)/driftline schema --write schemas
+
+# The main job on the local broker: start it, simulate weeks of traffic with one drift, detect, break.
+demo: setup jars
+	$(BIN)/driftline demo
+
+broker-start: setup
+	$(BIN)/driftline broker start
+
+broker-stop: setup
+	$(BIN)/driftline broker stop
+
+bench: setup
+	$(BIN)/python bench/replay_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache driftline-demo
