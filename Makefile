@@ -46,7 +46,7 @@ broker-stop: setup
 	$(BIN)/driftline broker stop
 
 bench: setup
-	$(BIN)/python bench/replay_bench.py
+	$(BIN)/python bench/throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache driftline-demo
