@@ -11,9 +11,13 @@ that carries the reason, a readable detail and the original bytes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from .contract import PredictionEvent
@@ -28,6 +32,107 @@ class Record:
     topic: str | None = None
     partition: int = 0
     offset: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated prediction event (the fields the engine reads)."""
+
+    event_id: str
+    model: str
+    ts: int
+    segment: dict[str, str]
+    prediction: float | int | str | dict[str, float | int]
+    features: dict[str, Any]
+    model_version: str | None
+
+
+class _Slow(Exception):
+    """The fast path cannot vouch for this record: let pydantic decide and explain."""
+
+
+def _segment(value: Any) -> dict[str, str]:
+    if value is None:
+        raise _Slow
+    if not isinstance(value, dict):
+        raise _Slow
+    out = {}
+    for k, v in value.items():
+        if type(v) is str:
+            out[k] = v
+        elif type(v) is bool:
+            out[k] = "true" if v else "false"
+        elif type(v) is int:
+            out[k] = str(v)
+        else:
+            raise _Slow
+    return out
+
+
+def _number(v: Any) -> bool:
+    t = type(v)
+    return t is int or (t is float and math.isfinite(v))
+
+
+def _fast(raw: bytes) -> Event:
+    """Validate the common, well-formed case without pydantic: same rules as ``PredictionEvent``."""
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _Slow from None
+    if type(d) is not dict:
+        raise _Slow
+    event_id, model, ts = d.get("event_id"), d.get("model"), d.get("ts")
+    if type(event_id) is not str or not 0 < len(event_id) <= 256:
+        raise _Slow
+    if type(model) is not str or not 0 < len(model) <= 128:
+        raise _Slow
+    if type(ts) is int:
+        pass
+    elif type(ts) is str:
+        try:
+            parsed = datetime.fromisoformat(ts)
+        except ValueError:
+            raise _Slow from None
+        if parsed.tzinfo is None:
+            raise _Slow
+        ts = int(round(parsed.timestamp() * 1000))
+    else:
+        raise _Slow
+    pred = d.get("prediction")
+    if type(pred) is str or _number(pred):
+        pass
+    elif type(pred) is dict:
+        for v in pred.values():
+            if not _number(v):
+                raise _Slow
+    else:
+        raise _Slow
+    seg = d.get("segment")
+    segment = {} if "segment" not in d else _segment(seg)
+    features = d.get("features")
+    if features is None:
+        if "features" in d:
+            raise _Slow
+        features = {}
+    elif type(features) is not dict:
+        raise _Slow
+    else:
+        for v in features.values():
+            t = type(v)
+            if not (v is None or t is str or t is bool or t is int or (t is float and math.isfinite(v))):
+                raise _Slow
+    version = d.get("model_version")
+    if version is not None and type(version) is not str:
+        raise _Slow
+    label = d.get("label")
+    if label is not None and not (type(label) in (str, bool) or _number(label)):
+        raise _Slow
+    return Event(event_id, model, ts, segment, pred, features, version)
+
+
+def _from_model(e: PredictionEvent) -> Event:
+    return Event(e.event_id, e.model, e.ts, dict(e.segment), e.prediction, dict(e.features), e.model_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +172,13 @@ def describe_validation(err: ValidationError) -> str:
 
 def decode_batch(
     records: Iterable[Record], max_bytes: int
-) -> tuple[list[tuple[PredictionEvent, Record]], list[DeadLetter]]:
-    """Split records into validated events and dead letters."""
-    good: list[tuple[PredictionEvent, Record]] = []
+) -> tuple[list[tuple[Event, Record]], list[DeadLetter]]:
+    """Split records into validated events and dead letters.
+
+    Well-formed events take a fast path (orjson and type checks); anything it cannot vouch for is
+    validated by the pydantic model, which either accepts it or says exactly what is wrong.
+    """
+    good: list[tuple[Event, Record]] = []
     bad: list[DeadLetter] = []
     validate = PredictionEvent.model_validate_json
     for rec in records:
@@ -81,7 +190,12 @@ def decode_batch(
             bad.append(DeadLetter(rec, "oversized", f"{len(raw)} bytes > limit {max_bytes}"))
             continue
         try:
-            good.append((validate(raw), rec))
+            good.append((_fast(raw), rec))
+            continue
+        except _Slow:
+            pass
+        try:
+            good.append((_from_model(validate(raw)), rec))
         except ValidationError as err:
             first = err.errors()[0]
             if first["type"] == "json_invalid":

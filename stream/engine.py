@@ -25,12 +25,11 @@ from .contract import (
     BaselineInfo,
     Command,
     History,
-    PredictionEvent,
     ScorePoint,
     Summary,
 )
 from .decide import AlertState, severity, step
-from .decode import DeadLetter, Record, decode_batch
+from .decode import DeadLetter, Event, Record, decode_batch
 from .dedupe import Sent, notify_reason
 from .detect import Verdict, distribution_test, volume_test
 from .metrics import Metrics
@@ -170,7 +169,7 @@ class Engine:
         return m
 
     def _route(
-        self, event: PredictionEvent, rec: Record, now_ms: int | None, routed: dict[str, _Routed]
+        self, event: Event, rec: Record, now_ms: int | None, routed: dict[str, _Routed]
     ) -> tuple[str, str] | None:
         m = self._model(event.model)
         if m is None:
