@@ -128,7 +128,7 @@ def _fast(raw: bytes) -> Event:
     label = d.get("label")
     if label is not None and not (type(label) in (str, bool) or _number(label)):
         raise _Slow
-    return Event(event_id, model, ts, segment, pred, features, version)
+    return Event(event_id, model, ts, segment, pred, features, version)  # type: ignore[arg-type]
 
 
 def _from_model(e: PredictionEvent) -> Event:
