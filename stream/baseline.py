@@ -64,13 +64,19 @@ class SeriesHistory:
         min_windows: int,
         adapt_after: int,
         usable: Callable[[WindowRecord], bool],
+        min_named_holiday: int | None = None,
     ) -> Baseline | None:
-        """The last ``k`` usable windows of the first slot in the chain that has ``min_windows``."""
+        """The last ``k`` usable windows of the first slot in the chain that has enough of them.
+
+        Enough is ``min_windows``, or ``min_named_holiday`` for one named holiday (a holiday comes
+        once a year: two past Christmases are worth more than eight Sundays).
+        """
         for i, key in enumerate(slot.chain):
+            need = min_named_holiday if (min_named_holiday and key[0] == "holiday" and len(key) == 3) else min_windows
             source = self.slots.get(key, ())
             picked = [
                 r for r in source if usable(r) and (not r.flagged or now - r.start >= adapt_after)
             ][-k:]
-            if len(picked) >= min_windows:
+            if len(picked) >= need:
                 return Baseline(key, picked, preferred=i == 0)
         return None

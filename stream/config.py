@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -82,13 +83,27 @@ class KafkaConfig(_Strict):
     client: dict[str, str | int | bool] = Field(default_factory=dict)
 
 
+def _check_dates(value: dict[str, str]) -> dict[str, str]:
+    for day in value:
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"holiday_dates key {day!r} is not a date (use 'YYYY-MM-DD')") from None
+    return value
+
+
 class Defaults(_Strict):
     window: Duration = parse_duration("1h")
     timezone: str = "UTC"
     holidays: str = "US"
     allowed_lateness: Duration = parse_duration("10m")
+    # "weekly": compare with the same local weekday and hour (holidays apart); "none": with the last
+    # ``baseline_windows`` windows whatever their time (what calendar-blind tools do; for comparison).
+    calendar: Literal["weekly", "none"] = "weekly"
+    holiday_dates: dict[str, str] = Field(default_factory=dict)
+    min_holiday_windows: int = Field(default=2, ge=1)
     action: Literal["alert", "circuit_break"] = "alert"
-    baseline_windows: int = Field(default=8, ge=2, le=52)
+    baseline_windows: int = Field(default=8, ge=2, le=2000)
     min_baseline_windows: int = Field(default=3, ge=2)
     min_window_events: int = Field(default=30, ge=1)
     false_alarms_per_4_weeks: float = Field(default=1.0, gt=0)
@@ -105,6 +120,7 @@ class Defaults(_Strict):
 
     _tz = field_validator("timezone")(_check_timezone)
     _country = field_validator("holidays")(_check_country)
+    _dates = field_validator("holiday_dates")(_check_dates)
 
     @field_validator("window")
     @classmethod
@@ -120,9 +136,11 @@ class ModelConfig(_Strict):
     segment_by: list[str] | None = None
     features: list[str] = Field(default_factory=list)
     action: Literal["alert", "circuit_break"] | None = None
+    holiday_dates: dict[str, str] = Field(default_factory=dict)
 
     _tz = field_validator("timezone")(_check_timezone)
     _country = field_validator("holidays")(_check_country)
+    _dates = field_validator("holiday_dates")(_check_dates)
 
 
 class MetricsConfig(_Strict):
@@ -163,6 +181,8 @@ class Config(BaseSettings):
             features=m.features,
             action=m.action or d.action,
             window=d.window,
+            calendar=d.calendar,
+            holiday_dates={**d.holiday_dates, **m.holiday_dates},
         )
 
 
@@ -178,6 +198,8 @@ class ResolvedModel(BaseModel):
     features: list[str]
     action: Literal["alert", "circuit_break"]
     window: int
+    calendar: Literal["weekly", "none"] = "weekly"
+    holiday_dates: dict[str, str] = Field(default_factory=dict)
 
 
 def _describe(err: ValidationError) -> str:

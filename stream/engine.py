@@ -9,6 +9,7 @@ baseline -> detect -> decide -> dedupe -> act.
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +75,12 @@ class ModelState:
 
     def __init__(self, cfg: ResolvedModel):
         self.cfg = cfg
-        self.calendar = Calendar(cfg.timezone, cfg.holidays)
+        self.calendar = Calendar(
+            cfg.timezone,
+            cfg.holidays,
+            {date.fromisoformat(k): v for k, v in cfg.holiday_dates.items()},
+            weekly=cfg.calendar == "weekly",
+        )
         self.windows = OpenWindows(cfg.window)
         self.spec: Spec | None = None
         self.sids: list[int] = []
@@ -311,12 +317,14 @@ class Engine:
             if count >= d.min_window_events:
                 pb = history.baseline(
                     slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after,
-                    lambda r: r.hist is not None and r.count >= d.min_window_events,
+                    lambda r: r.hist is not None and r.count >= d.min_window_events, d.min_holiday_windows,
                 )
                 if pb is not None:
                     stack = np.stack([r.hist for r in pb.records if r.hist is not None])
                     verdicts["prediction"] = (distribution_test(hist, stack, alpha), pb)
-            vb = history.baseline(slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True)
+            vb = history.baseline(
+                slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True, d.min_holiday_windows
+            )
             if vb is not None:
                 verdicts["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
             record = WindowRecord(ws, count, hist.astype(np.int32) if count else None)

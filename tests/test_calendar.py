@@ -40,12 +40,17 @@ def test_same_utc_hour_is_a_different_slot_in_another_timezone() -> None:
 def test_holiday_backs_off_to_sunday_and_is_stored_apart() -> None:
     cal = Calendar("UTC", "US")
     s = cal.slot(ms(2026, 12, 25, 10))
-    assert s.chain == (("holiday", 10), ("how", 6, 10))
-    assert s.store == (("holiday", 10),)
+    assert s.chain == (("holiday", "Christmas Day", 10), ("holiday", 10), ("how", 6, 10))
+    assert s.store == (("holiday", "Christmas Day", 10), ("holiday", 10))
     assert "Christmas" in s.label
+
+
+def test_no_calendar_mode_puts_every_window_in_one_slot() -> None:
+    cal = Calendar("UTC", "US", weekly=False)
+    assert cal.slot(ms(2026, 12, 25, 10)).chain == cal.slot(ms(2026, 12, 26, 3)).chain == (("all",),)
 
 
 def test_custom_dates_and_no_country() -> None:
     cal = Calendar("UTC", "none", custom_dates={date(2026, 6, 1): "Launch day"})
-    assert cal.slot(ms(2026, 6, 1, 12)).chain[0] == ("holiday", 12)
+    assert cal.slot(ms(2026, 6, 1, 12)).chain[0] == ("holiday", "Launch day", 12)
     assert cal.slot(ms(2026, 12, 25, 12)).chain[0] == ("how", 4, 12)
