@@ -39,6 +39,7 @@ from .window import OpenWindows, Watermark
 
 FOUR_WEEKS_MS = 28 * 86_400_000
 SIGNALS = ("prediction", "volume")
+CLEAN_FRACTION = 0.5
 
 
 @dataclass
@@ -68,6 +69,19 @@ def segment_key(segment: dict[str, str]) -> str:
 
 def fingerprint(model: str, segment: str, signal: str) -> str:
     return hashlib.sha256(f"{model}|{segment}|{signal}".encode()).hexdigest()[:16]
+
+
+def _evidence(v: Verdict) -> bool | None:
+    """Breach, clean, or neither: a window counts as clean only well below its threshold.
+
+    The hysteresis keeps a firing alert from resolving on a window that merely lacks the power to
+    confirm the drift (a quiet night with few events), while a pending one still needs breaches.
+    """
+    if v.breach:
+        return True
+    if v.score <= CLEAN_FRACTION * v.threshold:
+        return False
+    return None
 
 
 class ModelState:
@@ -354,7 +368,7 @@ class Engine:
         key = (sid, signal)
         before = self.alert_states.get(key, AlertState())
         after, transition = step(
-            before, found[0].breach if found else None, record.start,
+            before, _evidence(found[0]) if found else None, record.start,
             pending_windows=d.pending_windows, resolve_windows=d.resolve_windows,
             strong=found is not None and found[0].score >= 2.0 * found[0].threshold,
         )

@@ -1,6 +1,16 @@
-"""Synthetic prediction events with strong daily and weekly seasonality, and an optional injected drift.
+"""Synthetic prediction events with strong daily and weekly seasonality, holidays, DST and injected drifts.
 
-Used by the demo, the tests and the benchmarks. Deterministic for a seed.
+Used by the demo, the tests and the quality benchmark. Deterministic for a seed. Seasonality lives in
+the model's local time (a real timezone, so daylight-saving changes move it in UTC); public holidays
+look like Sundays. Drifts:
+
+- ``shift``: the prediction moves by ``size`` standard deviations of its current distribution
+  (``shift_abs`` moves it by an absolute amount instead);
+- ``gradual``: the same, ramping linearly from 0 to ``size`` over ``ramp_hours``;
+- ``volume``: only a fraction ``size`` of events keeps arriving;
+- ``category``: the categorical feature ``tier`` gets a new value for a share ``size`` of events;
+- ``features``: the latent factor behind the correlated features ``f00..`` moves by ``size``
+  standard deviations, and the prediction with it.
 
 >>> events = list(simulate(Scenario(weeks=1, segments=({"country": "US"},), rate=5.0), seed=1))
 >>> len(events) > 500, sorted(events[0])[:4]
@@ -11,7 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 import holidays
 import numpy as np
@@ -22,69 +34,120 @@ WEEK_MS = 7 * 24 * HOUR_MS
 
 
 @dataclass(frozen=True)
+class Drift:
+    segment: int
+    start_ms: int
+    kind: Literal["shift", "gradual", "volume", "category", "features"] = "shift"
+    size: float = 1.0
+    ramp_hours: int = 336
+    shift_abs: float | None = None
+
+
+def _default_segments() -> tuple[dict[str, str], ...]:
+    return (
+        {"country": "US", "channel": "web"},
+        {"country": "US", "channel": "app"},
+        {"country": "DE", "channel": "web"},
+        {"country": "BR", "channel": "app"},
+    )
+
+
+@dataclass(frozen=True)
 class Scenario:
-    """What to generate. Drift shifts one segment's predictions from ``drift_start`` (ms) on."""
+    """What to generate. The ``drift_*`` fields are a shorthand for one absolute shift."""
 
     model: str = "fraud"
     weeks: int = 8
     end_ms: int | None = None  # default: the current hour, so the stream ends "now"
-    segments: tuple[dict[str, str], ...] = field(
-        default_factory=lambda: (
-            {"country": "US", "channel": "web"},
-            {"country": "US", "channel": "app"},
-            {"country": "DE", "channel": "web"},
-            {"country": "BR", "channel": "app"},
-        )
-    )
+    segments: tuple[dict[str, str], ...] = field(default_factory=_default_segments)
     rate: float = 60.0  # mean events per hour per segment
     drift_segment: int | None = None
     drift_start_ms: int | None = None
     drift_shift: float = 0.25
-    timezone_offset_h: int = 0
+    drifts: tuple[Drift, ...] = ()
+    timezone: str = "UTC"
     holidays: str | None = "US"
+    day_volume: float = 1.6
+    night_volume: float = 0.45
+    weekend_volume: float = 0.6
+    correlated_features: int = 0
+    segment_spread: float = 0.1  # segment i gets (1 + spread * i) times the rate
+
+    def all_drifts(self) -> tuple[Drift, ...]:
+        extra = ()
+        if self.drift_segment is not None and self.drift_start_ms is not None:
+            extra = (Drift(self.drift_segment, self.drift_start_ms, "shift", shift_abs=self.drift_shift),)
+        return self.drifts + extra
 
 
-def _profile(local_hour: np.ndarray, weekend: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Volume multiplier and Beta(a, b) of the prediction, by local hour and day type."""
+def _local_calendar(hours: np.ndarray, sc: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """Local hour and day type (True = weekend or holiday) of each UTC hour, in the scenario's zone."""
+    tz = ZoneInfo(sc.timezone)
+    local = [datetime.fromtimestamp(h / 1000, tz=UTC).astimezone(tz) for h in hours.tolist()]
+    years = sorted({t.year for t in local})
+    table = holidays.country_holidays(sc.holidays, years=years) if sc.holidays else {}
+    hour = np.array([t.hour for t in local])
+    off = np.array([t.weekday() >= 5 or t.date() in table for t in local])
+    return hour, off
+
+
+def beta_params(local_hour: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Beta(a, b) of the prediction: nights and days off look very different from working hours."""
     day = (local_hour >= 8) & (local_hour < 20)
-    volume = np.where(day, 1.6, 0.45) * np.where(weekend, 0.6, 1.0)
-    # Nights and weekends look very different from weekday office hours.
-    a = np.where(weekend, 4.0, np.where(day, 2.0, 6.0))
-    b = np.where(weekend, 4.0, np.where(day, 6.0, 2.5))
-    return volume, a, b
+    a = np.where(off, 4.0, np.where(day, 2.0, 6.0))
+    b = np.where(off, 4.0, np.where(day, 6.0, 2.5))
+    return a, b
 
 
 def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
-    """Yield events in time order, hour by hour."""
+    """Yield events hour by hour (in time order within each segment and hour)."""
     rng = np.random.default_rng(seed)
     end = sc.end_ms if sc.end_ms is not None else int(datetime.now(UTC).timestamp() * 1000) // HOUR_MS * HOUR_MS
     start = end - sc.weeks * WEEK_MS
     hours = np.arange(start, end, HOUR_MS, dtype=np.int64)
-    local = hours + sc.timezone_offset_h * HOUR_MS
-    local_hour = (local // HOUR_MS) % 24
-    days = local // (24 * HOUR_MS)
-    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday (weekday 3)
-    # Public holidays look like Sundays, as they do in real traffic.
-    years = range(int(1970 + days.min() // 366), int(1971 + days.max() // 365))
-    table = holidays.country_holidays(sc.holidays, years=list(years)) if sc.holidays else {}
-    epoch = date(1970, 1, 1)
-    holiday = np.array([(epoch + timedelta(days=int(x))) in table for x in days])
-    volume, a, b = _profile(local_hour, (weekday >= 5) | holiday)
+    local_hour, off = _local_calendar(hours, sc)
+    day = (local_hour >= 8) & (local_hour < 20)
+    volume = np.where(day, sc.day_volume, sc.night_volume) * np.where(off, sc.weekend_volume, 1.0)
+    a, b = beta_params(local_hour, off)
+    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    drifts = {d.segment: d for d in sc.all_drifts()}
+    tiers = np.array(["gold", "silver", "bronze", "platinum"])
+    n_corr = sc.correlated_features
     counter = 0
-    tiers = np.array(["gold", "silver", "bronze"])
     for h, hour_ms in enumerate(hours.tolist()):
         for s, seg in enumerate(sc.segments):
-            n = int(rng.poisson(sc.rate * volume[h] * (1.0 + 0.1 * s)))
+            d = drifts.get(s)
+            active = d is not None and hour_ms >= d.start_ms
+            lam = sc.rate * volume[h] * (1.0 + sc.segment_spread * s)
+            if active and d is not None and d.kind == "volume":
+                lam *= d.size
+            n = int(rng.poisson(lam))
             if n == 0:
                 continue
             pred = rng.beta(a[h], b[h], size=n)
-            if sc.drift_segment == s and sc.drift_start_ms is not None and hour_ms >= sc.drift_start_ms:
-                pred = np.clip(pred + sc.drift_shift, 0.0, 1.0)
+            latent = rng.normal(0.0, 1.0, size=n)
+            tier_p = np.array([0.2, 0.5, 0.3, 0.0])
+            if active and d is not None:
+                progress = 1.0
+                if d.kind == "gradual":
+                    progress = min(1.0, (hour_ms - d.start_ms) / (d.ramp_hours * HOUR_MS))
+                if d.kind in ("shift", "gradual", "features"):
+                    move = d.shift_abs if d.shift_abs is not None else d.size * sd[h]
+                    pred = np.clip(pred + progress * move, 0.0, 1.0)
+                if d.kind == "features":
+                    latent = latent + d.size
+                if d.kind == "category":
+                    tier_p = np.array([0.2, 0.5, 0.3, 0.0]) * (1 - d.size) + np.array([0, 0, 0, d.size])
             ts = np.sort(hour_ms + rng.integers(0, HOUR_MS, size=n))
             amount = np.round(rng.lognormal(3.0, 1.0, size=n), 2)
-            tier = tiers[rng.integers(0, 3, size=n)]
+            tier = tiers[rng.choice(4, size=n, p=tier_p)]
+            corr = latent[:, None] + 0.3 * rng.normal(size=(n, n_corr)) if n_corr else None
             for i in range(n):
                 counter += 1
+                features: dict[str, object] = {"amount": float(amount[i]), "tier": str(tier[i])}
+                if corr is not None:
+                    for j in range(n_corr):
+                        features[f"f{j:02d}"] = round(float(corr[i, j]), 4)
                 yield {
                     "event_id": f"e-{seed}-{counter}",
                     "model": sc.model,
@@ -92,7 +155,7 @@ def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
                     "ts": int(ts[i]),
                     "segment": seg,
                     "prediction": round(float(pred[i]), 4),
-                    "features": {"amount": float(amount[i]), "tier": str(tier[i])},
+                    "features": features,
                 }
 
 
