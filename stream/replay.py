@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -12,6 +13,7 @@ from typing import IO
 import orjson
 
 from .config import Config
+from .contract import Alert
 from .decode import Record
 from .engine import Engine, Output
 from .metrics import Metrics
@@ -43,12 +45,31 @@ def replay(
     chunk: int = 5000,
     signing_key: bytes | None = None,
 ) -> ReplayResult:
+    """Replay a JSONL file, one event per line, in file order."""
+    with events.open("rb") as fh:
+        return replay_lines(fh, config, alerts_out, commands_out, dead_out, chunk, signing_key, source=str(events))
+
+
+def replay_lines(
+    lines: Iterable[bytes],
+    config: Config,
+    alerts_out: IO[bytes] | None = None,
+    commands_out: IO[bytes] | None = None,
+    dead_out: IO[bytes] | None = None,
+    chunk: int = 5000,
+    signing_key: bytes | None = None,
+    source: str = "replay",
+    on_alert: Callable[[Alert], None] | None = None,
+) -> ReplayResult:
+    """The engine over lines of JSON (one event each), closing every window at the end."""
     engine = Engine(config, Metrics(), clock=None, signing_key=signing_key)
     result = ReplayResult(0, 0, 0, 0, 0, 0.0)
 
     def emit(out: Output) -> None:
         for a in out.alerts:
             result.alerts += 1
+            if on_alert is not None:
+                on_alert(a)
             if a.status == "firing" and a.notify_reason == "new":
                 result.firing[(a.model, engine_key(a.segment), a.signal)] += 1
             if alerts_out is not None:
@@ -70,15 +91,14 @@ def replay(
 
     started = time.perf_counter()
     batch: list[Record] = []
-    with events.open("rb") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            batch.append(Record(line, None, str(events), 0, lineno))
-            if len(batch) >= chunk:
-                emit(engine.process(batch))
-                batch = []
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        batch.append(Record(line, None, source, 0, lineno))
+        if len(batch) >= chunk:
+            emit(engine.process(batch))
+            batch = []
     if batch:
         emit(engine.process(batch))
     emit(engine.finish())
