@@ -79,7 +79,7 @@ def synthetic(name: str, scale: float) -> list[Case]:
             Drift(i, END - 2 * WEEK_MS + (i * 37 + seed * 11) % (10 * 24) * HOUR_MS, kind, size)  # type: ignore[arg-type]
             for i in range(0, n_seg, every)
         )
-        sc = Scenario(model="m", weeks=weeks, end_ms=END, segments=segs, rate=250, drifts=drifts,
+        sc = Scenario(model="m", weeks=weeks, end_ms=END, segments=segs, rate=300, drifts=drifts,
                       timezone="America/New_York", segment_spread=0.0, **{**flat, **(extra or {})})  # type: ignore[arg-type]
         incidents = {skey("m", segs[d.segment]): (d.start_ms, END) for d in drifts}
         features = [f"f{j:02d}" for j in range(int(extra.get("correlated_features", 0)))] if extra else []  # type: ignore[call-overload]

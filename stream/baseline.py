@@ -24,6 +24,8 @@ class WindowRecord:
     start: int
     count: int
     hist: npt.NDArray[np.int32] | None
+    total: float = 0.0
+    total_sq: float = 0.0
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
     flagged: bool = False
 

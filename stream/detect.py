@@ -34,12 +34,22 @@ _NORMAL = NormalDist()
 
 @dataclass(frozen=True)
 class Verdict:
-    """A score, its learned threshold, and whether the score breaches it."""
+    """A score, its learned threshold, whether the score breaches it, and which test said so.
+
+    ``z`` is the window's signed, standardised residual against its baseline (when the test has
+    one): the input of the online change detectors.
+    """
 
     score: float
     threshold: float
     breach: bool
     detail: str = ""
+    test: str = "js_divergence"
+    z: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.score / self.threshold if self.threshold > 0 else 0.0
 
 
 def js_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
@@ -105,7 +115,47 @@ def distribution_test(current: npt.ArrayLike, baseline: npt.ArrayLike, alpha: fl
     phi = max(1.0, float(np.mean(ratios))) if ratios else 1.0
     score = js_divergence(cur, pooled)
     threshold = phi * df * f_quantile(1.0 - alpha, df, max(len(ratios), 1) * df) * _null_scale(n, m)
-    return Verdict(score, float(threshold), score > threshold, f"dispersion {phi:.2f}, df {df}")
+    return Verdict(score, float(threshold), score > threshold, f"dispersion {phi:.2f}, df {df}", "js_divergence")
+
+
+def mean_shift_test(
+    n: float, total: float, total_sq: float, baseline: npt.ArrayLike, alpha: float
+) -> Verdict:
+    """Has the window's mean moved, given how the baseline windows' means vary?
+
+    ``baseline`` rows are (count, sum, sum of squares) of the baseline windows. The variance of the
+    difference has a part known from sampling (within-window variance over counts) and a part
+    estimated from k windows (the week-to-week spread beyond sampling); Welch-Satterthwaite degrees
+    of freedom turn that into a t quantile, so a baseline that varies a lot, or has few windows,
+    asks for more evidence.
+
+    >>> base = [(500, 500 * m, 500 * (m * m + 0.04)) for m in (0.30, 0.31, 0.29, 0.30, 0.305)]
+    >>> mean_shift_test(500, 500 * 0.30, 500 * (0.09 + 0.04), base, 1e-4).breach
+    False
+    >>> v = mean_shift_test(500, 500 * 0.36, 500 * (0.36**2 + 0.04), base, 1e-4); v.breach, round(v.z, 1)
+    (True, 6.0)
+    """
+    b = np.asarray(baseline, dtype=np.float64)
+    counts, sums, sqs = b[:, 0], b[:, 1], b[:, 2]
+    k = len(counts)
+    means = sums / counts
+    within = np.maximum(sqs / counts - means**2, 0.0)
+    pooled_within = float((within * counts).sum() / counts.sum())
+    mean_cur = total / n
+    within_cur = max(total_sq / n - mean_cur**2, 0.0) if n > 1 else pooled_within
+    sampling = within / counts
+    center = float(means.mean())
+    spread = float(np.var(means, ddof=1)) if k > 1 else 0.0
+    tau2 = max(spread - float(sampling.mean()), 0.0)
+    known = max(within_cur, pooled_within) / n + float(sampling.mean()) / k
+    estimated = tau2 * (1.0 + 1.0 / k)
+    var_d = known + estimated
+    if var_d <= 0:
+        return Verdict(0.0, float("inf"), False, "no variance", "mean_shift", 0.0)
+    z = (mean_cur - center) / math.sqrt(var_d)
+    df = (var_d**2) / (estimated**2 / max(k - 1, 1)) if estimated > 0 else float("inf")
+    crit = _NORMAL.inv_cdf(1.0 - alpha / 2.0) if df > 1000 else t_quantile(1.0 - alpha / 2.0, max(int(df), 1))
+    return Verdict(abs(z), crit, abs(z) > crit, f"baseline mean {center:.4g}, df {min(df, 1e9):.0f}", "mean_shift", z)
 
 
 def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> Verdict:
@@ -131,6 +181,9 @@ def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> V
         z = t_quantile(1.0 - alpha / 2.0, k - 1)
     else:
         z = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
-    score = abs(math.log1p(count) - center)
+    residual = math.log1p(count) - center
     threshold = z * scale
-    return Verdict(score, threshold, score > threshold, f"baseline median {math.expm1(center):.0f}")
+    return Verdict(
+        abs(residual), threshold, abs(residual) > threshold, f"baseline median {math.expm1(center):.0f}",
+        "log_volume", residual / scale,
+    )

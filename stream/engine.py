@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,10 +32,10 @@ from .contract import (
 from .decide import AlertState, severity, step
 from .decode import DeadLetter, Event, Record, decode_batch
 from .dedupe import Sent, notify_reason
-from .detect import Verdict, distribution_test, volume_test
+from .detect import Verdict, distribution_test, mean_shift_test, volume_test
 from .metrics import Metrics
 from .sketch import CategoricalSpec, NumericSpec, Spec, grouped_histograms, histogram_summary
-from .window import OpenWindows, Watermark
+from .window import Accumulator, OpenWindows, Watermark
 
 FOUR_WEEKS_MS = 28 * 86_400_000
 SIGNALS = ("prediction", "volume")
@@ -260,11 +260,11 @@ class Engine:
         spec = m.spec
         assert spec is not None
         if isinstance(spec, CategoricalSpec):
-            self._accumulate(m, sids, ws, spec.codes(values))
+            self._accumulate(m, sids, ws, spec.codes(values), None)
         else:
             arr = np.asarray(values, dtype=np.float64)
             if spec.frozen:
-                self._accumulate(m, sids, ws, spec.bin(arr))
+                self._accumulate(m, sids, ws, spec.bin(arr), arr)
             else:
                 m.pending.append((sids, ws, arr))
                 spec.observe(arr)
@@ -284,11 +284,18 @@ class Engine:
         if not m.spec.frozen:
             m.spec.learn()
         for sids, ws, arr in m.pending:
-            self._accumulate(m, sids, ws, m.spec.bin(arr))
+            self._accumulate(m, sids, ws, m.spec.bin(arr), arr)
         m.pending = []
 
-    def _accumulate(self, m: ModelState, sids: npt.NDArray[np.int64], ws: npt.NDArray[np.int64], bins: npt.NDArray[np.int64]) -> None:
-        """All histograms of this batch in one bincount, then one add per (series, window)."""
+    def _accumulate(
+        self,
+        m: ModelState,
+        sids: npt.NDArray[np.int64],
+        ws: npt.NDArray[np.int64],
+        bins: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64] | None,
+    ) -> None:
+        """All histograms (and sums) of this batch in one bincount each, then one add per (series, window)."""
         assert m.spec is not None
         w0 = int(ws.min())
         wi = (ws - w0) // m.cfg.window
@@ -297,9 +304,15 @@ class Engine:
         groups, inverse = np.unique(key, return_inverse=True)
         hists = grouped_histograms(inverse.reshape(-1), bins, len(groups), m.spec.size)
         counts = hists.sum(axis=1)
+        inv = inverse.reshape(-1)
+        if values is not None:
+            sums = np.bincount(inv, weights=values, minlength=len(groups))
+            sqs = np.bincount(inv, weights=values * values, minlength=len(groups))
+        else:
+            sums = sqs = np.zeros(len(groups))
         for g, k in enumerate(groups.tolist()):
             sid, w = divmod(k, span)
-            m.windows.add(w0 + w * m.cfg.window, sid, int(counts[g]), hists[g])
+            m.windows.add(w0 + w * m.cfg.window, sid, int(counts[g]), hists[g], float(sums[g]), float(sqs[g]))
 
     # ----------------------------------------------------------------- close and evaluate
     def _close_due(self, out: Output, watermark: int | None) -> None:
@@ -334,14 +347,16 @@ class Engine:
                     lambda r: r.hist is not None and r.count >= d.min_window_events, d.min_holiday_windows,
                 )
                 if pb is not None:
-                    stack = np.stack([r.hist for r in pb.records if r.hist is not None])
-                    verdicts["prediction"] = (distribution_test(hist, stack, alpha), pb)
+                    verdicts["prediction"] = (self._prediction_test(m, acc, hist, count, pb, alpha), pb)
             vb = history.baseline(
                 slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True, d.min_holiday_windows
             )
             if vb is not None:
                 verdicts["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
-            record = WindowRecord(ws, count, hist.astype(np.int32) if count else None)
+            record = WindowRecord(
+                ws, count, hist.astype(np.int32) if count else None,
+                acc.total if acc is not None else 0.0, acc.total_sq if acc is not None else 0.0,
+            )
             for signal, found in verdicts.items():
                 if found is not None:
                     record.scores[signal] = (found[0].score, found[0].threshold)
@@ -352,6 +367,21 @@ class Engine:
         self.stats.windows_closed += 1
         self.metrics.windows_closed.labels(m.cfg.name).inc()
         self.metrics.breakers_open.set(len(self.breakers.open))
+
+    @staticmethod
+    def _prediction_test(
+        m: ModelState, acc: Accumulator | None, hist: npt.NDArray[np.int64], count: int, base: Baseline, alpha: float
+    ) -> Verdict:
+        """Shape (Jensen-Shannon) and, for numbers, location (mean shift); the budget split between them."""
+        stack = np.stack([r.hist for r in base.records if r.hist is not None])
+        shape = distribution_test(hist, stack, alpha / 2)
+        if not isinstance(m.spec, NumericSpec) or acc is None:
+            return shape
+        loc = mean_shift_test(
+            count, acc.total, acc.total_sq, [(r.count, r.total, r.total_sq) for r in base.records], alpha / 2
+        )
+        best = max((shape, loc), key=lambda v: (v.breach, v.ratio))
+        return replace(best, z=loc.z)
 
     def _decide(
         self,

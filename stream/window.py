@@ -71,6 +71,8 @@ class Accumulator:
 
     count: int
     hist: npt.NDArray[np.int64]
+    total: float = 0.0
+    total_sq: float = 0.0
 
 
 class OpenWindows:
@@ -86,14 +88,18 @@ class OpenWindows:
             return np.zeros(len(window_starts), dtype=bool)
         return window_starts + self.length <= self.closed_upto
 
-    def add(self, window_start: int, sid: int, count: int, hist: npt.NDArray[np.int64]) -> None:
+    def add(
+        self, window_start: int, sid: int, count: int, hist: npt.NDArray[np.int64], total: float = 0.0, total_sq: float = 0.0
+    ) -> None:
         per_series = self._open.setdefault(window_start, {})
         acc = per_series.get(sid)
         if acc is None:
-            per_series[sid] = Accumulator(count, hist.astype(np.int64, copy=True))
+            per_series[sid] = Accumulator(count, hist.astype(np.int64, copy=True), total, total_sq)
         else:
             acc.count += count
             acc.hist += hist
+            acc.total += total
+            acc.total_sq += total_sq
 
     def due(self, watermark: int) -> list[int]:
         """Window starts that the watermark closes, oldest first."""
