@@ -64,7 +64,7 @@ class BreakerPolicy:
     rate_limited: int = 0
 
     def on_alert(self, alert: Alert, action: str) -> list[Command]:
-        if action != "circuit_break" or alert.severity == "info" or alert.signal in ("feature", "shadow"):
+        if action != "circuit_break" or alert.severity == "info" or alert.signal == "shadow":
             return []
         model = alert.model
         now = alert.window_end

@@ -28,6 +28,7 @@ class WindowRecord:
     total_sq: float = 0.0
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)
     flagged: bool = False
+    features: dict[str, npt.NDArray[np.int32]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,8 @@ class Defaults(_Strict):
     break_ttl: Duration = parse_duration("24h")
     max_open_breakers: int = Field(default=3, ge=0)
     unknown_models: Literal["reject", "register"] = "reject"
+    feature_severity: Literal["info", "warning"] = "info"
+    group_min_segments: int = Field(default=3, ge=2)
     max_series_per_model: int = Field(default=10_000, ge=1)
     max_future: Duration = parse_duration("1h")
     max_event_bytes: int = Field(default=65536, ge=256)

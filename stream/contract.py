@@ -175,6 +175,8 @@ class Alert(BaseModel):
     segments: list[dict[str, str]] | None = None
     signal: Signal
     features: list[str] = Field(default_factory=list)
+    feature_groups: list[list[str]] = Field(default_factory=list)
+    test: str = "js_divergence"
     context: str
     window_start: Timestamp
     window_end: Timestamp

@@ -62,8 +62,10 @@ def step(
     return AlertState(), None
 
 
-def severity(signal: str, score: float, threshold: float) -> Literal["info", "warning", "critical"]:
-    """Feature drift alone is information; prediction and volume are warnings, critical past 2x."""
+def severity(
+    signal: str, score: float, threshold: float, feature_severity: Literal["info", "warning"] = "info"
+) -> Literal["info", "warning", "critical"]:
+    """Feature drift alone is information (configurable); prediction and volume warn, critical past 2x."""
     if signal == "feature":
-        return "info"
+        return feature_severity
     return "critical" if threshold > 0 and score >= 2.0 * threshold else "warning"

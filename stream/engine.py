@@ -33,6 +33,8 @@ from .decide import AlertState, severity, step
 from .decode import DeadLetter, Event, Record, decode_batch
 from .dedupe import Sent, notify_reason
 from .detect import Verdict, distribution_test, mean_shift_test, volume_test
+from .features import FeatureSketch, correlated_groups
+from .group import Emission, Note, SegmentGrouper
 from .metrics import Metrics
 from .sketch import CategoricalSpec, NumericSpec, Spec, grouped_histograms, histogram_summary
 from .window import Accumulator, OpenWindows, Watermark
@@ -100,6 +102,7 @@ class ModelState:
         self.sids: list[int] = []
         self.by_segment: dict[str, int] = {}
         self.pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+        self.features = FeatureSketch(cfg.features) if cfg.features else None
 
 
 @dataclass(slots=True)
@@ -108,6 +111,7 @@ class _Routed:
     ts: list[int] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
+    features: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Engine:
@@ -134,6 +138,7 @@ class Engine:
         self.history: list[SeriesHistory] = []
         self.alert_states: dict[tuple[int, str], AlertState] = {}
         self.sent: dict[str, Sent] = {}
+        self.grouper = SegmentGrouper(self.d.group_min_segments, self.d.repeat_interval)
         self.breakers = BreakerPolicy(ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=signing_key)
         self.stats = Stats()
 
@@ -226,6 +231,7 @@ class Engine:
         cols.ts.append(event.ts)
         cols.values.append(value)
         cols.records.append(rec)
+        cols.features.append(event.features)
         return None
 
     def _new_series(self, m: ModelState, seg: dict[str, str], skey: str) -> int:
@@ -253,18 +259,20 @@ class Engine:
             sids, ts, ws = sids[keep], ts[keep], ws[keep]
             values = [v for v, k in zip(cols.values, keep, strict=True) if k]
             recs = [r for r, k in zip(cols.records, keep, strict=True) if k]
+            feats = [f for f, k in zip(cols.features, keep, strict=True) if k]
         else:
-            values, recs = cols.values, cols.records
+            values, recs, feats = cols.values, cols.records, cols.features
         if len(ts) == 0:
             return {}
         spec = m.spec
         assert spec is not None
+        fbins = m.features.bins(feats) if m.features is not None else None
         if isinstance(spec, CategoricalSpec):
-            self._accumulate(m, sids, ws, spec.codes(values), None)
+            self._accumulate(m, sids, ws, spec.codes(values), None, fbins)
         else:
             arr = np.asarray(values, dtype=np.float64)
             if spec.frozen:
-                self._accumulate(m, sids, ws, spec.bin(arr), arr)
+                self._accumulate(m, sids, ws, spec.bin(arr), arr, fbins)
             else:
                 m.pending.append((sids, ws, arr))
                 spec.observe(arr)
@@ -294,6 +302,7 @@ class Engine:
         ws: npt.NDArray[np.int64],
         bins: npt.NDArray[np.int64],
         values: npt.NDArray[np.float64] | None,
+        feature_bins: dict[str, npt.NDArray[np.int64]] | None = None,
     ) -> None:
         """All histograms (and sums) of this batch in one bincount each, then one add per (series, window)."""
         assert m.spec is not None
@@ -310,9 +319,16 @@ class Engine:
             sqs = np.bincount(inv, weights=values * values, minlength=len(groups))
         else:
             sums = sqs = np.zeros(len(groups))
+        fh: dict[str, npt.NDArray[np.int64]] = {}
+        if feature_bins and m.features is not None:
+            for name, fb in feature_bins.items():
+                fh[name] = grouped_histograms(inv, fb, len(groups), m.features.size(name))
         for g, k in enumerate(groups.tolist()):
             sid, w = divmod(k, span)
-            m.windows.add(w0 + w * m.cfg.window, sid, int(counts[g]), hists[g], float(sums[g]), float(sqs[g]))
+            m.windows.add(
+                w0 + w * m.cfg.window, sid, int(counts[g]), hists[g], float(sums[g]), float(sqs[g]),
+                {name: h[g] for name, h in fh.items()},
+            )
 
     # ----------------------------------------------------------------- close and evaluate
     def _close_due(self, out: Output, watermark: int | None) -> None:
@@ -331,39 +347,68 @@ class Engine:
         d = self.d
         slot = m.calendar.slot(ws)
         end = ws + m.cfg.window
-        tests = (FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * len(SIGNALS)
-        alpha = d.false_alarms_per_4_weeks / tests
+        n_tests = len(SIGNALS) + len(m.cfg.features)
+        alpha = d.false_alarms_per_4_weeks / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * n_tests)
         size = m.spec.size if m.spec is not None else 1
         self.breakers.expire(end)
+        notes: list[Note] = []
         for sid in m.sids:
             acc = accs.get(sid)
             count = acc.count if acc is not None else 0
             hist = acc.hist if acc is not None else np.zeros(size, dtype=np.int64)
             history = self.history[sid]
-            verdicts: dict[str, tuple[Verdict, Baseline] | None] = {"prediction": None, "volume": None}
+            found: dict[str, tuple[Verdict, Baseline] | None] = {"prediction": None, "volume": None, "feature": None}
+            drifting: list[str] = []
             if count >= d.min_window_events:
                 pb = history.baseline(
                     slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after,
                     lambda r: r.hist is not None and r.count >= d.min_window_events, d.min_holiday_windows,
                 )
                 if pb is not None:
-                    verdicts["prediction"] = (self._prediction_test(m, acc, hist, count, pb, alpha), pb)
+                    found["prediction"] = (self._prediction_test(m, acc, hist, count, pb, alpha), pb)
+                    if acc is not None and acc.features:
+                        fv = self._feature_tests(acc, pb, alpha)
+                        if fv:
+                            drifting = sorted(f for f, v in fv.items() if v.breach)
+                            top = max(fv.items(), key=lambda kv: (kv[1].breach, kv[1].ratio))
+                            found["feature"] = (replace(top[1], detail=top[0]), pb)
             vb = history.baseline(
                 slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True, d.min_holiday_windows
             )
             if vb is not None:
-                verdicts["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
+                found["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
             record = WindowRecord(
                 ws, count, hist.astype(np.int32) if count else None,
                 acc.total if acc is not None else 0.0, acc.total_sq if acc is not None else 0.0,
+                features={k: v.astype(np.int32) for k, v in acc.features.items()} if acc is not None and acc.features else None,
             )
-            for signal, found in verdicts.items():
-                if found is not None:
-                    record.scores[signal] = (found[0].score, found[0].threshold)
-                    record.flagged = record.flagged or found[0].breach
+            for signal, f in found.items():
+                if f is not None:
+                    record.scores[signal] = (f[0].score, f[0].threshold)
+                    record.flagged = record.flagged or (f[0].breach and signal != "feature")
             history.add(slot, record)
-            for signal, found in verdicts.items():
-                self._decide(m, sid, signal, found, slot, record, end, out)
+            pred = found["prediction"]
+            pred_state = self.alert_states.get((sid, "prediction"))
+            # Prediction first: while the prediction drifts (or is about to fire), feature drift is its
+            # evidence, attached to the prediction alert, not an alert of its own.
+            inhibited = (pred is not None and pred[0].breach) or (pred_state is not None and pred_state.status != "inactive")
+            for signal, f in found.items():
+                evidence = _evidence(f[0]) if f is not None else None
+                if signal == "feature" and inhibited:
+                    evidence = None
+                note = self._step(m, sid, signal, f, evidence, slot, record, end)
+                if note is not None:
+                    note.payload["features"] = drifting if signal in ("prediction", "feature") else []
+                    notes.append(note)
+        for emission in self.grouper.apply(m.cfg.name, notes, end):
+            alert = self._alert(m, emission, end)
+            out.alerts.append(alert)
+            self.metrics.alerts.labels(m.cfg.name, alert.severity, alert.status).inc()
+            limited = self.breakers.rate_limited
+            for cmd in self.breakers.on_alert(alert, m.cfg.action):
+                out.commands.append(cmd)
+                self.metrics.commands.labels(m.cfg.name, cmd.action).inc()
+            self.metrics.breakers_rate_limited.inc(self.breakers.rate_limited - limited)
         self.stats.windows_closed += 1
         self.metrics.windows_closed.labels(m.cfg.name).inc()
         self.metrics.breakers_open.set(len(self.breakers.open))
@@ -383,71 +428,89 @@ class Engine:
         best = max((shape, loc), key=lambda v: (v.breach, v.ratio))
         return replace(best, z=loc.z)
 
-    def _decide(
+    @staticmethod
+    def _feature_tests(acc: Accumulator, base: Baseline, alpha: float) -> dict[str, Verdict]:
+        """Each feature's histogram (null bin included) against the same baseline windows."""
+        out = {}
+        for name, cur in acc.features.items():
+            rows = [r.features[name] for r in base.records if r.features and name in r.features]
+            rows = [r for r in rows if len(r) == len(cur)]
+            if len(rows) >= 2:
+                out[name] = distribution_test(cur, np.stack(rows), alpha)
+        return out
+
+    def _step(
         self,
         m: ModelState,
         sid: int,
         signal: str,
         found: tuple[Verdict, Baseline] | None,
+        evidence: bool | None,
         slot: Slot,
         record: WindowRecord,
         end: int,
-        out: Output,
-    ) -> None:
+    ) -> Note | None:
+        """Lifecycle and dedupe of one series and signal; a Note when a notification is due."""
         d = self.d
         key = (sid, signal)
         before = self.alert_states.get(key, AlertState())
         after, transition = step(
-            before, _evidence(found[0]) if found else None, record.start,
+            before, evidence, record.start,
             pending_windows=d.pending_windows, resolve_windows=d.resolve_windows,
-            strong=found is not None and found[0].score >= 2.0 * found[0].threshold,
+            strong=evidence is True and found is not None and found[0].score >= 2.0 * found[0].threshold,
         )
         if after.status == "inactive":
             self.alert_states.pop(key, None)
         else:
             self.alert_states[key] = after
         if found is None:
-            return
+            return None
         if after.status == "firing":
             status, starts = "firing", after.starts_at
         elif transition == "resolved":
             status, starts = "resolved", before.starts_at
         else:
-            return
+            return None
         assert starts is not None
         fp = fingerprint(m.cfg.name, self.series_key[sid], signal)
         reason = notify_reason(self.sent.get(fp), status, end, d.repeat_interval)
         if reason is None:
-            return
+            return None
         self.sent[fp] = Sent(status, end)  # type: ignore[arg-type]
-        alert = self._alert(m, sid, signal, found, slot, record, end, status, starts, reason, fp)
-        out.alerts.append(alert)
-        self.metrics.alerts.labels(m.cfg.name, alert.severity, status).inc()
-        limited = self.breakers.rate_limited
-        for cmd in self.breakers.on_alert(alert, m.cfg.action):
-            out.commands.append(cmd)
-            self.metrics.commands.labels(m.cfg.name, cmd.action).inc()
-        self.metrics.breakers_rate_limited.inc(self.breakers.rate_limited - limited)
+        return Note(sid, signal, status, reason, starts, {"found": found, "slot": slot, "record": record, "fp": fp})
 
-    def _alert(
-        self, m: ModelState, sid: int, signal: str, found: tuple[Verdict, Baseline], slot: Slot,
-        record: WindowRecord, end: int, status: str, starts: int, reason: str, fp: str,
-    ) -> Alert:
-        verdict, base = found
+    def _alert(self, m: ModelState, e: Emission, end: int) -> Alert:
+        lead = max(e.notes, key=lambda n: n.payload["found"][0].ratio)
+        verdict, base = lead.payload["found"]
+        record: WindowRecord = lead.payload["record"]
+        slot: Slot = lead.payload["slot"]
+        sid, signal = lead.sid, e.signal
         spec = m.spec
-        seg = self.series_segment[sid]
-        if signal == "prediction" and spec is not None and record.hist is not None:
+        features = sorted({f for n in e.notes for f in n.payload["features"]})
+        if signal == "feature":
+            name = verdict.detail
+            spec_f = m.features.specs.get(name) if m.features is not None else None
+            cur_h = record.features.get(name) if record.features else None
+            rows = [r.features[name] for r in base.records if r.features and name in r.features]
+            if spec_f is not None and cur_h is not None and rows:
+                current = Summary(**histogram_summary(cur_h[:-1].astype(np.float64), spec_f))  # type: ignore[arg-type]
+                pooled = np.sum(rows, axis=0)[:-1].astype(np.float64) / len(rows)
+                baseline = Summary(windows=len(rows), **histogram_summary(pooled, spec_f))  # type: ignore[arg-type]
+            else:
+                current, baseline = Summary(count=record.count), Summary(count=0, windows=len(base.records))
+        elif signal == "prediction" and spec is not None and record.hist is not None:
             pooled = np.sum([r.hist for r in base.records if r.hist is not None], axis=0).astype(np.float64)
             current = Summary(**histogram_summary(record.hist.astype(np.float64), spec))  # type: ignore[arg-type]
             baseline = Summary(windows=len(base.records), **histogram_summary(pooled / len(base.records), spec))  # type: ignore[arg-type]
+            if record.count:
+                current.mean = record.total / record.count if isinstance(spec, NumericSpec) else current.mean
         else:
             counts = [r.count for r in base.records]
             current = Summary(count=record.count)
             baseline = Summary(count=float(np.median(counts)), windows=len(counts), mean=float(np.mean(counts)))
-        same = self.history[sid].slots.get(base.key, ())
         history = History(
             recent=[self._point(r, signal) for r in self.history[sid].recent],
-            same_slot=[self._point(r, signal) for r in same],
+            same_slot=[self._point(r, signal) for r in self.history[sid].slots.get(base.key, ())],
         )
         info = BaselineInfo(
             slot=m.calendar.label_for_key(base.key),
@@ -455,34 +518,52 @@ class Engine:
             windows=len(base.records),
             confidence="high" if base.preferred else "low",
         )
-        seg_text = self.series_key[sid] or "all traffic"
-        what = "prediction distribution" if signal == "prediction" else "event volume"
-        verb = "drifted" if status == "firing" else "is back to normal"
+        groups: list[list[str]] = []
+        if features and m.features is not None:
+            index = {n: i for i, n in enumerate(m.features.names)}
+            groups = correlated_groups(features, index, m.features.correlation())
+        what = {"prediction": "prediction distribution", "volume": "event volume",
+                "feature": "features " + "; ".join(", ".join(g) for g in groups)}.get(signal, signal)
+        verb = "drifted" if e.status == "firing" else "is back to normal"
+        if e.kind == "group":
+            fp = fingerprint(m.cfg.name, "*", signal)
+            segments = [self.series_segment[s] for s in (e.members or [n.sid for n in e.notes])]
+            where = f"{len(segments)} segments" if e.status == "firing" else "all segments"
+            segment: dict[str, str] = {}
+        else:
+            fp = lead.payload["fp"]
+            segments = None
+            where = self.series_key[sid] or "all traffic"
+            segment = self.series_segment[sid]
+        evidence = f"; features drifting with it: {', '.join(features)}" if features and signal == "prediction" else ""
         summary = (
-            f"{m.cfg.name} [{seg_text}]: {what} {verb} (score {verdict.score:.4f}, threshold {verdict.threshold:.4f}) "
-            f"against {info.windows} past {info.slot} windows"
+            f"{m.cfg.name} [{where}]: {what} {verb} ({verdict.test} {verdict.score:.4f}, threshold "
+            f"{verdict.threshold:.4f}) against {info.windows} past {info.slot} windows{evidence}"
         )
-        alert_id = "a-" + hashlib.sha256(f"{fp}|{starts}".encode()).hexdigest()[:16]
         return Alert(
-            alert_id=alert_id,
+            alert_id="a-" + hashlib.sha256(f"{fp}|{e.starts}".encode()).hexdigest()[:16],
             fingerprint=fp,
-            status=status,  # type: ignore[arg-type]
-            severity=severity(signal, verdict.score, verdict.threshold),
+            status=e.status,  # type: ignore[arg-type]
+            severity=severity(signal, verdict.score, verdict.threshold, self.d.feature_severity),
             model=m.cfg.name,
-            segment=seg,
+            segment=segment,
+            segments=segments,
             signal=signal,  # type: ignore[arg-type]
+            features=features,
+            feature_groups=groups,
+            test=verdict.test,
             context=slot.label,
             window_start=record.start,
             window_end=end,
-            starts_at=starts,
-            ends_at=end if status == "resolved" else None,
+            starts_at=e.starts,
+            ends_at=end if e.status == "resolved" else None,
             score=verdict.score,
             threshold=verdict.threshold,
             baseline=baseline,
             current=current,
             baseline_info=info,
             history=history,
-            notify_reason=reason,  # type: ignore[arg-type]
+            notify_reason=e.reason,  # type: ignore[arg-type]
             summary=summary,
         )
 

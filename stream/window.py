@@ -73,6 +73,7 @@ class Accumulator:
     hist: npt.NDArray[np.int64]
     total: float = 0.0
     total_sq: float = 0.0
+    features: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
 class OpenWindows:
@@ -89,17 +90,30 @@ class OpenWindows:
         return window_starts + self.length <= self.closed_upto
 
     def add(
-        self, window_start: int, sid: int, count: int, hist: npt.NDArray[np.int64], total: float = 0.0, total_sq: float = 0.0
+        self,
+        window_start: int,
+        sid: int,
+        count: int,
+        hist: npt.NDArray[np.int64],
+        total: float = 0.0,
+        total_sq: float = 0.0,
+        features: dict[str, npt.NDArray[np.int64]] | None = None,
     ) -> None:
         per_series = self._open.setdefault(window_start, {})
         acc = per_series.get(sid)
         if acc is None:
-            per_series[sid] = Accumulator(count, hist.astype(np.int64, copy=True), total, total_sq)
+            acc = per_series[sid] = Accumulator(count, hist.astype(np.int64, copy=True), total, total_sq)
         else:
             acc.count += count
             acc.hist += hist
             acc.total += total
             acc.total_sq += total_sq
+        for name, h in (features or {}).items():
+            have = acc.features.get(name)
+            if have is None or len(have) != len(h):
+                acc.features[name] = h.astype(np.int64, copy=True)
+            else:
+                have += h
 
     def due(self, watermark: int) -> list[int]:
         """Window starts that the watermark closes, oldest first."""

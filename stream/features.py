@@ -1,0 +1,136 @@
+"""Feature sketches of one model: a histogram per feature with a null bin, and a running correlation.
+
+Each configured feature gets a spec from its first non-null value (numeric: quantile edges learned
+from its first values; text or boolean: a bounded vocabulary). Missing, null and wrong-typed values
+count in an extra last bin, so the null rate drifts like any other bin. Numeric features also feed
+a running correlation matrix (over events), used to group features that drift together.
+
+>>> fs = FeatureSketch(["a", "b"], learn_from=4)
+>>> rows = [{"a": float(i), "b": 2.0 * i + 1} for i in range(50)] + [{"a": None}]
+>>> out = fs.bins(rows)
+>>> out["a"].tolist()[-1] == fs.size("a") - 1       # the null bin
+True
+>>> float(round(fs.correlation()[0, 1], 3))
+1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .sketch import CategoricalSpec, NumericSpec, Spec
+
+_NUMERIC = (int, float)
+
+
+class FeatureSketch:
+    def __init__(self, names: Sequence[str], learn_from: int = 500, bins: int = 10):
+        self.names = list(names)
+        self.learn_from = learn_from
+        self.n_bins = bins
+        self.specs: dict[str, Spec | None] = {n: None for n in self.names}
+        k = len(self.names)
+        # Pairwise sums over events where both features are present.
+        self._cross = np.zeros((k, k))  # sum x_i x_j
+        self._cnt = np.zeros((k, k))  # count
+        self._sumpair = np.zeros((k, k))  # sum x_i (where j present)
+        self._sqpair = np.zeros((k, k))  # sum x_i^2 (where j present)
+
+    def size(self, name: str) -> int:
+        spec = self.specs[name]
+        return (spec.size if spec is not None else 0) + 1
+
+    def ready(self, name: str) -> bool:
+        spec = self.specs[name]
+        return spec is not None and spec.frozen
+
+    def bins(self, rows: Sequence[dict[str, Any]]) -> dict[str, npt.NDArray[np.int64]]:
+        """Bin ids of every ready feature for these events (the last bin is null or wrong type)."""
+        out: dict[str, npt.NDArray[np.int64]] = {}
+        numeric_cols: dict[int, npt.NDArray[np.float64]] = {}
+        for j, name in enumerate(self.names):
+            raw = [r.get(name) for r in rows]
+            spec = self.specs[name]
+            if spec is None:
+                first = next((v for v in raw if v is not None), None)
+                if first is None:
+                    continue
+                spec = self.specs[name] = (
+                    NumericSpec(bins=self.n_bins, learn_from=self.learn_from)
+                    if type(first) in _NUMERIC else CategoricalSpec(max_labels=16)
+                )
+            if isinstance(spec, NumericSpec):
+                arr = np.array([v if type(v) in _NUMERIC else np.nan for v in raw], dtype=np.float64)
+                numeric_cols[j] = arr
+                if not spec.frozen:
+                    spec.observe(arr[np.isfinite(arr)])
+                    if not spec.frozen:
+                        continue
+                b = spec.bin(np.nan_to_num(arr))
+                b[~np.isfinite(arr)] = spec.size
+                out[name] = b
+            else:
+                labels = [v if type(v) is str else ("true" if v is True else "false") if type(v) is bool else None
+                          for v in raw]
+                codes = spec.codes([lab if lab is not None else "" for lab in labels])
+                codes[np.array([lab is None for lab in labels])] = spec.size
+                out[name] = codes
+        self._correlate(numeric_cols, len(rows))
+        return out
+
+    def _correlate(self, cols: dict[int, npt.NDArray[np.float64]], n: int) -> None:
+        if len(cols) < 2 or n == 0:
+            return
+        idx = np.array(sorted(cols))
+        x = np.stack([cols[i] for i in idx], axis=1)
+        ok = np.isfinite(x)
+        x = np.where(ok, x, 0.0)
+        w = ok.astype(np.float64)
+        self._cross[np.ix_(idx, idx)] += x.T @ x
+        self._cnt[np.ix_(idx, idx)] += w.T @ w
+        self._sumpair[np.ix_(idx, idx)] += x.T @ w
+        self._sqpair[np.ix_(idx, idx)] += (x * x).T @ w
+
+    def correlation(self) -> npt.NDArray[np.float64]:
+        """Pairwise Pearson correlation of the numeric features so far (0 where unknown)."""
+        n = np.maximum(self._cnt, 1.0)
+        mean_i = self._sumpair / n          # mean of i over rows where j present
+        mean_j = self._sumpair.T / n
+        cov = self._cross / n - mean_i * mean_j
+        var_i = self._sqpair / n - mean_i**2
+        var_j = self._sqpair.T / n - mean_j**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / np.sqrt(var_i * var_j)
+        r = np.where(np.isfinite(r) & (self._cnt > 10), r, 0.0)
+        np.fill_diagonal(r, 1.0)
+        return r
+
+
+def correlated_groups(names: Sequence[str], index: dict[str, int], corr: npt.NDArray[np.float64],
+                      threshold: float = 0.7) -> list[list[str]]:
+    """Connected components of ``names`` under |correlation| >= threshold.
+
+    >>> c = np.array([[1, .9, 0], [.9, 1, 0], [0, 0, 1.]])
+    >>> correlated_groups(["x", "y", "z"], {"x": 0, "y": 1, "z": 2}, c)
+    [['x', 'y'], ['z']]
+    """
+    parent = {n: n for n in names}
+
+    def find(a: str) -> str:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if abs(corr[index[a], index[b]]) >= threshold:
+                parent[find(a)] = find(b)
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(find(n), []).append(n)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g))
