@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing
 import json
+import multiprocessing
 import statistics
 import sys
 import time

@@ -9,9 +9,9 @@ baseline -> detect -> decide -> dedupe -> act.
 from __future__ import annotations
 
 import hashlib
-from datetime import date
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -314,11 +314,11 @@ class Engine:
         hists = grouped_histograms(inverse.reshape(-1), bins, len(groups), m.spec.size)
         counts = hists.sum(axis=1)
         inv = inverse.reshape(-1)
+        sums: npt.NDArray[np.float64] = np.zeros(len(groups))
+        sqs: npt.NDArray[np.float64] = np.zeros(len(groups))
         if values is not None:
             sums = np.bincount(inv, weights=values, minlength=len(groups))
             sqs = np.bincount(inv, weights=values * values, minlength=len(groups))
-        else:
-            sums = sqs = np.zeros(len(groups))
         fh: dict[str, npt.NDArray[np.int64]] = {}
         if feature_bins and m.features is not None:
             for name, fb in feature_bins.items():

@@ -74,7 +74,7 @@ class Scenario:
     segment_spread: float = 0.1  # segment i gets (1 + spread * i) times the rate
 
     def all_drifts(self) -> tuple[Drift, ...]:
-        extra = ()
+        extra: tuple[Drift, ...] = ()
         if self.drift_segment is not None and self.drift_start_ms is not None:
             extra = (Drift(self.drift_segment, self.drift_start_ms, "shift", shift_abs=self.drift_shift),)
         return self.drifts + extra
