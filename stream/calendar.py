@@ -75,7 +75,7 @@ class Calendar:
     def label_for_key(self, key: SlotKey) -> str:
         hour = f"{key[-1]:02d}:00 {self.timezone}" if len(key) > 1 else ""
         if key[0] == "how":
-            return f"{WEEKDAYS[key[1]]} {hour}"  # type: ignore[index, call-overload]
+            return f"{WEEKDAYS[key[1]]} {hour}"  # type: ignore[call-overload]
         if key[0] == "holiday":
             return f"{key[1]} {hour}" if len(key) == 3 else f"holidays {hour}"
         if key[0] == "daytype":

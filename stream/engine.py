@@ -317,8 +317,8 @@ class Engine:
         sums: npt.NDArray[np.float64] = np.zeros(len(groups))
         sqs: npt.NDArray[np.float64] = np.zeros(len(groups))
         if values is not None:
-            sums = np.bincount(inv, weights=values, minlength=len(groups))
-            sqs = np.bincount(inv, weights=values * values, minlength=len(groups))
+            sums = np.bincount(inv, weights=values, minlength=len(groups)).astype(np.float64)
+            sqs = np.bincount(inv, weights=values * values, minlength=len(groups)).astype(np.float64)
         fh: dict[str, npt.NDArray[np.int64]] = {}
         if feature_bins and m.features is not None:
             for name, fb in feature_bins.items():
