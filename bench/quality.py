@@ -149,7 +149,7 @@ def nyc_taxi() -> list[Case]:
     cases = []
     for label_set, keep in (("nab_labels", names), ("calendar_adjusted", ["marathon", "blizzard"])):
         inc = {f"taxi|#{n}": lab for n, lab in zip(names, labels, strict=True) if n in keep}
-        cases.append(Case(f"nyc_taxi/{label_set}", lambda: _events_from_counts(rows, 1_800_000, 10.0, "taxi", 3),
+        cases.append(Case(f"nyc_taxi/{label_set}", lambda: _events_from_counts(rows, 1_800_000, 50.0, "taxi", 3),
                           models, series, inc, start, end, warmup_weeks=8,
                           notes={"labels": {n: [datetime.fromtimestamp(a / 1000, tz).isoformat() for a in lab]
                                             for n, lab in zip(names, labels, strict=True) if n in keep}}))
@@ -169,7 +169,7 @@ def metro() -> list[Case]:
                 if r["holiday_day"] == "State Fair":
                     custom[day] = "State Fair"
     models = {"metro": ModelConfig(timezone="America/Chicago", holidays="US", holiday_dates=custom)}
-    return [Case("metro", lambda: _events_from_counts(rows, HOUR_MS, 10.0, "metro", 5), models, ["metro|"], {},
+    return [Case("metro", lambda: _events_from_counts(rows, HOUR_MS, 50.0, "metro", 5), models, ["metro|"], {},
                  rows[0][0], rows[-1][0] + HOUR_MS, warmup_weeks=8, notes={"holidays": holiday_days})]
 
 

@@ -32,7 +32,7 @@ from .contract import (
 from .decide import AlertState, severity, step
 from .decode import DeadLetter, Event, Record, decode_batch
 from .dedupe import Sent, notify_reason
-from .detect import Verdict, distribution_test, mean_shift_test, volume_test
+from .detect import ResidualDetectors, Verdict, distribution_test, mean_shift_test, volume_test
 from .features import FeatureSketch, correlated_groups
 from .group import Emission, Note, SegmentGrouper
 from .metrics import Metrics
@@ -138,6 +138,7 @@ class Engine:
         self.history: list[SeriesHistory] = []
         self.alert_states: dict[tuple[int, str], AlertState] = {}
         self.sent: dict[str, Sent] = {}
+        self.online: dict[tuple[int, str], ResidualDetectors] = {}
         self.grouper = SegmentGrouper(self.d.group_min_segments, self.d.repeat_interval)
         self.breakers = BreakerPolicy(ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=signing_key)
         self.stats = Stats()
@@ -377,6 +378,10 @@ class Engine:
             )
             if vb is not None:
                 found["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
+            for signal in ("prediction", "volume"):
+                f = found[signal]
+                if f is not None and f[0].z is not None:
+                    found[signal] = (self._online(sid, signal, f[0]), f[1])
             record = WindowRecord(
                 ws, count, hist.astype(np.int32) if count else None,
                 acc.total if acc is not None else 0.0, acc.total_sq if acc is not None else 0.0,
@@ -428,6 +433,18 @@ class Engine:
         best = max((shape, loc), key=lambda v: (v.breach, v.ratio))
         return replace(best, z=loc.z)
 
+    def _online(self, sid: int, signal: str, verdict: Verdict) -> Verdict:
+        """Feed the window's residual to the series' online detectors; a detection is a breach."""
+        key = (sid, signal)
+        det = self.online.get(key)
+        if det is None:
+            det = self.online[key] = ResidualDetectors()
+        name = det.update(verdict.z) if verdict.z is not None else None
+        if name is None or verdict.breach:
+            return verdict
+        return replace(verdict, breach=True, test=name,
+                       detail=f"{name}: sustained shift of the standardised residual over recent windows")
+
     @staticmethod
     def _feature_tests(acc: Accumulator, base: Baseline, alpha: float) -> dict[str, Verdict]:
         """Each feature's histogram (null bin included) against the same baseline windows."""
@@ -457,7 +474,10 @@ class Engine:
         after, transition = step(
             before, evidence, record.start,
             pending_windows=d.pending_windows, resolve_windows=d.resolve_windows,
-            strong=evidence is True and found is not None and found[0].score >= 2.0 * found[0].threshold,
+            # A strong window, or an online detection (evidence accumulated over many windows already),
+            # needs no second window to confirm it.
+            strong=evidence is True and found is not None
+            and (found[0].score >= 2.0 * found[0].threshold or found[0].test in ("page_hinkley", "adwin")),
         )
         if after.status == "inactive":
             self.alert_states.pop(key, None)

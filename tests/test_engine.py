@@ -135,3 +135,64 @@ def test_categorical_predictions_drift() -> None:
     assert firing and min(a.window_start for a in firing) >= END - 2 * 24 * HOUR_MS
     assert firing[0].current.histogram is not None and firing[0].current.histogram.labels is not None
     assert "spam" in firing[0].current.histogram.labels
+
+
+def _segments(n: int) -> tuple[dict[str, str], ...]:
+    return tuple({"region": f"r{i}"} for i in range(n))
+
+
+def test_correlated_features_drifting_with_the_prediction_make_one_alert() -> None:
+    from stream.simulate import Drift
+
+    start = END - 2 * 24 * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=END, rate=120, segments=_segments(2), correlated_features=6,
+                  drifts=(Drift(0, start, "features", 1.0),), day_volume=1.2, night_volume=0.8, weekend_volume=0.9)
+    cfg = Config(models={"fraud": ModelConfig(features=[f"f{j:02d}" for j in range(6)] + ["tier"])})
+    out = feed(Engine(cfg), events(sc, seed=6))
+    new = [a for a in out.alerts if a.status == "firing" and a.notify_reason == "new"]
+    assert len(new) == 1, [a.summary for a in new]
+    alert = new[0]
+    assert alert.signal == "prediction" and alert.segment == {"region": "r0"}
+    assert set(alert.features) >= {f"f{j:02d}" for j in range(6)}
+    assert any(len(g) >= 6 for g in alert.feature_groups)  # they were found to be correlated
+
+
+def test_feature_only_drift_is_info_and_breaks_nothing() -> None:
+    from stream.simulate import Drift
+
+    start = END - 2 * 24 * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=END, rate=120, segments=_segments(1), drifts=(Drift(0, start, "category", 0.3),),
+                  day_volume=1.2, night_volume=0.8, weekend_volume=0.9)
+    cfg = Config(models={"fraud": ModelConfig(features=["tier", "amount"], action="circuit_break")})
+    out = feed(Engine(cfg), events(sc, seed=7))
+    new = [a for a in out.alerts if a.status == "firing" and a.notify_reason == "new"]
+    assert [(a.signal, a.severity, a.features) for a in new] == [("feature", "info", ["tier"])]
+    assert new[0].window_start >= start
+    assert out.commands == []
+
+
+def test_many_segments_drifting_together_make_one_model_level_alert() -> None:
+    from stream.simulate import Drift
+
+    start = END - 30 * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=END, rate=80, segments=_segments(5),
+                  drifts=tuple(Drift(i, start, "shift", 1.5) for i in range(4)))
+    out = feed(Engine(config()), events(sc, seed=8))
+    new = [a for a in out.alerts if a.status == "firing" and a.notify_reason == "new"]
+    assert len(new) == 1 and new[0].segments is not None
+    assert {s["region"] for s in new[0].segments} >= {"r0", "r1", "r2"}
+    assert {s["region"] for a in out.alerts for s in (a.segments or [a.segment])} <= {"r0", "r1", "r2", "r3"}
+    breaks = [c for c in out.commands if c.action == "circuit_break"]
+    assert breaks and breaks[0].reason.alert_id == new[0].alert_id
+
+
+def test_slow_drift_is_caught_by_the_online_detectors() -> None:
+    """A drift too small for any single window: the residual detectors see it accumulate."""
+    from stream.simulate import Drift
+
+    start = END - 4 * 24 * HOUR_MS
+    sc = Scenario(weeks=6, end_ms=END, rate=60, segments=_segments(1), drifts=(Drift(0, start, "shift", 0.3),),
+                  day_volume=1.2, night_volume=0.8, weekend_volume=0.9)
+    out = feed(Engine(config()), events(sc, seed=9))
+    firing = [a for a in out.alerts if a.status == "firing"]
+    assert firing and min(a.window_start for a in firing) >= start
