@@ -162,25 +162,33 @@ def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> V
     """Compare a window's event count with the counts of its baseline windows on a log scale.
 
     The score is the absolute log ratio to the baseline median; the threshold is a two-sided
-    quantile times a spread learned from the baseline, never below Poisson noise or 5%. When the
-    learned spread dominates, it is an estimate from k windows, so Student's t with k-1 degrees of
-    freedom replaces the normal quantile.
+    quantile times a spread with two parts: Poisson noise (known from the counts) and the baseline's
+    week-to-week variation beyond it (estimated from k windows, never taken below 5%). The t
+    quantile's degrees of freedom follow Welch-Satterthwaite: few windows matter only as much as
+    the estimated part of the spread does.
 
     >>> volume_test(1000, [980, 1010, 1005, 990], 1e-4).breach
     False
     >>> volume_test(200, [980, 1010, 1005, 990], 1e-4).breach
     True
     """
-    base = np.log1p(np.asarray(baseline_counts, dtype=np.float64))
+    counts = np.asarray(baseline_counts, dtype=np.float64)
+    base = np.log1p(counts)
     center = float(np.median(base))
     k = len(base)
-    spread = float(np.std(base, ddof=1)) if k > 1 else 0.0
-    poisson = 1.0 / math.sqrt(max(math.expm1(center), 1.0))
-    scale = max(spread, poisson, 0.05) * math.sqrt(1.0 + 1.0 / max(k, 1))
-    if spread > max(poisson, 0.05) and k > 1:
-        z = t_quantile(1.0 - alpha / 2.0, k - 1)
-    else:
+    spread2 = float(np.var(base, ddof=1)) if k > 1 else 0.0
+    poisson2 = 1.0 / max(math.expm1(center), 1.0)
+    extra2 = max(spread2 - float(np.mean(1.0 / np.maximum(counts, 1.0))), 0.0)
+    floor2 = 0.05**2
+    known = poisson2 + (floor2 if extra2 < floor2 else 0.0)
+    estimated = extra2 if extra2 >= floor2 else 0.0
+    var = (known + estimated) * (1.0 + 1.0 / max(k, 1))
+    scale = math.sqrt(var)
+    df = (known + estimated) ** 2 / (estimated**2 / max(k - 1, 1)) if estimated > 0 else float("inf")
+    if df > 1000:
         z = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
+    else:
+        z = t_quantile(1.0 - alpha / 2.0, max(int(df), 1))
     residual = math.log1p(count) - center
     threshold = z * scale
     return Verdict(

@@ -391,6 +391,11 @@ class Engine:
                 if f is not None:
                     record.scores[signal] = (f[0].score, f[0].threshold)
                     record.flagged = record.flagged or (f[0].breach and signal != "feature")
+            # While an alert fires, its series' windows are not the normal to compare with (until
+            # ``adapt_after``), even those that lack the power to breach on their own.
+            record.flagged = record.flagged or any(
+                (st := self.alert_states.get((sid, s))) is not None and st.status == "firing" for s in SIGNALS
+            )
             history.add(slot, record)
             pred = found["prediction"]
             pred_state = self.alert_states.get((sid, "prediction"))
