@@ -88,6 +88,13 @@ def t_quantile(p: float, df: int) -> float:
     return float(stats.t.ppf(p, df))
 
 
+def two_sided_quantile(alpha: float, df: float) -> float:
+    """Two-sided critical value: Student's t with ``df`` degrees of freedom (normal beyond 1000)."""
+    if df > 1000:
+        return _NORMAL.inv_cdf(1.0 - alpha / 2.0)
+    return t_quantile(1.0 - alpha / 2.0, max(int(df), 1))
+
+
 def _null_scale(n: float, m: float) -> float:
     """JSD (bits) per unit of chi-square for samples of size n and m."""
     return (1.0 / n + 1.0 / m) / (8.0 * _LN2)
@@ -154,7 +161,7 @@ def mean_shift_test(
         return Verdict(0.0, float("inf"), False, "no variance", "mean_shift", 0.0)
     z = (mean_cur - center) / math.sqrt(var_d)
     df = (var_d**2) / (estimated**2 / max(k - 1, 1)) if estimated > 0 else float("inf")
-    crit = _NORMAL.inv_cdf(1.0 - alpha / 2.0) if df > 1000 else t_quantile(1.0 - alpha / 2.0, max(int(df), 1))
+    crit = two_sided_quantile(alpha, df)
     return Verdict(abs(z), crit, abs(z) > crit, f"baseline mean {center:.4g}, df {min(df, 1e9):.0f}", "mean_shift", z)
 
 
@@ -185,10 +192,7 @@ def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> V
     var = (known + estimated) * (1.0 + 1.0 / max(k, 1))
     scale = math.sqrt(var)
     df = (known + estimated) ** 2 / (estimated**2 / max(k - 1, 1)) if estimated > 0 else float("inf")
-    if df > 1000:
-        z = _NORMAL.inv_cdf(1.0 - alpha / 2.0)
-    else:
-        z = t_quantile(1.0 - alpha / 2.0, max(int(df), 1))
+    z = two_sided_quantile(alpha, df)
     residual = math.log1p(count) - center
     threshold = z * scale
     return Verdict(
