@@ -120,8 +120,9 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         state = "OPEN (stop serving)" if book.is_open(cmd.model) else "closed (serving)"
         print(f"{cmd.command_id} {cmd.action} {cmd.model}: {cmd.reason.summary} -> breaker {state}", flush=True)
 
-    topic = args.topic or (load_config(args.config).kafka.control_topic if args.config else "model.control")
-    sub = ControlSubscriber(_bootstrap_or_local(args), {args.model}, show, topic=topic)
+    cfg = load_config(args.config)  # also reads DRIFTLINE_COMMANDS__SIGNING_KEY
+    topic = args.topic or cfg.kafka.control_topic
+    sub = ControlSubscriber(_bootstrap_or_local(args), {args.model}, show, topic=topic, signing_key=cfg.commands.key())
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:
         while deadline is None or time.monotonic() < deadline:
@@ -130,6 +131,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         pass
     finally:
         sub.close()
+    for outcome, what in sub.ignored:
+        print(f"ignored {outcome}: {what}")
     print(f"{args.model}: breaker {'OPEN' if sub.book.is_open(args.model) else 'closed'}")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -145,6 +145,16 @@ class ModelConfig(_Strict):
     _dates = field_validator("holiday_dates")(_check_dates)
 
 
+class CommandsConfig(_Strict):
+    """Commands on the control topic. With a signing key (shared with the model servers), every
+    command carries an HMAC-SHA256 signature and subscribers reject unsigned or forged ones."""
+
+    signing_key: SecretStr | None = None
+
+    def key(self) -> bytes | None:
+        return self.signing_key.get_secret_value().encode() if self.signing_key else None
+
+
 class MetricsConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)
@@ -159,6 +169,7 @@ class Config(BaseSettings):
     defaults: Defaults = Field(default_factory=Defaults)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -123,7 +123,6 @@ class Engine:
         metrics: Metrics | None = None,
         clock: Callable[[], float] | None = None,
         idle_after: float = 30.0,
-        signing_key: bytes | None = None,
     ):
         self.config = config
         self.d = config.defaults
@@ -140,7 +139,9 @@ class Engine:
         self.sent: dict[str, Sent] = {}
         self.online: dict[tuple[int, str], ResidualDetectors] = {}
         self.grouper = SegmentGrouper(self.d.group_min_segments, self.d.repeat_interval)
-        self.breakers = BreakerPolicy(ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=signing_key)
+        self.breakers = BreakerPolicy(
+            ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=config.commands.key()
+        )
         self.stats = Stats()
 
     # ----------------------------------------------------------------- ingest

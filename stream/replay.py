@@ -43,11 +43,10 @@ def replay(
     commands_out: IO[bytes] | None = None,
     dead_out: IO[bytes] | None = None,
     chunk: int = 5000,
-    signing_key: bytes | None = None,
 ) -> ReplayResult:
     """Replay a JSONL file, one event per line, in file order."""
     with events.open("rb") as fh:
-        return replay_lines(fh, config, alerts_out, commands_out, dead_out, chunk, signing_key, source=str(events))
+        return replay_lines(fh, config, alerts_out, commands_out, dead_out, chunk, source=str(events))
 
 
 def replay_lines(
@@ -57,12 +56,11 @@ def replay_lines(
     commands_out: IO[bytes] | None = None,
     dead_out: IO[bytes] | None = None,
     chunk: int = 5000,
-    signing_key: bytes | None = None,
     source: str = "replay",
     on_alert: Callable[[Alert], None] | None = None,
 ) -> ReplayResult:
     """The engine over lines of JSON (one event each), closing every window at the end."""
-    engine = Engine(config, Metrics(), clock=None, signing_key=signing_key)
+    engine = Engine(config, Metrics(), clock=None)
     result = ReplayResult(0, 0, 0, 0, 0, 0.0)
 
     def emit(out: Output) -> None:

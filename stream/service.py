@@ -42,12 +42,11 @@ class Service:
         config: Config,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
-        signing_key: bytes | None = None,
     ):
         self.config = config
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.engine = Engine(config, self.metrics, clock=clock, signing_key=signing_key)
+        self.engine = Engine(config, self.metrics, clock=clock)
         self.stopping = threading.Event()
         self.alerts = 0
         self.commands = 0

@@ -59,3 +59,10 @@ def test_shipped_example_config_is_valid() -> None:
 
     cfg = load_config(ROOT / "deploy" / "driftline.example.toml")
     assert cfg.resolved("fraud").action == "circuit_break"
+
+
+def test_signing_key_from_the_environment_is_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLINE_COMMANDS__SIGNING_KEY", "s3cret")
+    cfg = load_config(write(tmp_path, "[models.fraud]\n"))
+    assert cfg.commands.key() == b"s3cret"
+    assert "s3cret" not in repr(cfg)
