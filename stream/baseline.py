@@ -61,7 +61,7 @@ class SeriesHistory:
 
     def baseline(
         self,
-        slot: Slot,
+        chain: tuple[SlotKey, ...],
         now: int,
         k: int,
         min_windows: int,
@@ -74,7 +74,7 @@ class SeriesHistory:
         Enough is ``min_windows``, or ``min_named_holiday`` for one named holiday (a holiday comes
         once a year: two past Christmases are worth more than eight Sundays).
         """
-        for i, key in enumerate(slot.chain):
+        for i, key in enumerate(chain):
             need = min_named_holiday if (min_named_holiday and key[0] == "holiday" and len(key) == 3) else min_windows
             source = self.slots.get(key, ())
             picked = [

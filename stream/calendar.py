@@ -38,6 +38,8 @@ class Slot:
     store: tuple[SlotKey, ...]
     label: str
     local_start: datetime
+    # For a holiday: the ordinary day's chain, tried too while the holiday has no history of its own.
+    alternative: tuple[SlotKey, ...] = ()
 
 
 class Calendar:
@@ -95,6 +97,8 @@ def _slot(cal: Calendar, window_start_ms: int) -> Slot:
         chain: tuple[SlotKey, ...] = (("holiday", name, hour), ("holiday", hour), ("how", 6, hour))
         store: tuple[SlotKey, ...] = chain[:2]  # holidays never leak into Sunday's history
         label = f"{name} {hour:02d}:00-{end_hour:02d}:00 {cal.timezone} (holiday)"
+        daytype = "weekend" if weekday >= 5 else "weekday"
+        return Slot(chain, store, label, local, alternative=(("how", weekday, hour), ("daytype", daytype, hour)))
     else:
         daytype = "weekend" if weekday >= 5 else "weekday"
         chain = (("how", weekday, hour), ("daytype", daytype, hour))

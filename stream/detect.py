@@ -5,8 +5,9 @@ window's histogram and the pooled baseline. Under "nothing changed", ``8 ln2 JSD
 is close to chi-square with ``bins - 1`` degrees of freedom, which gives the sample-size correction.
 Real windows of the same slot differ by more than sampling noise, so the baseline's own windows are
 scored against the rest of the baseline (leave one out) to learn an over-dispersion factor. As that
-factor is itself estimated from k windows, the threshold uses the F distribution (df, k*df) rather
-than the chi-square: few baseline windows mean a wider threshold. Nobody sets a bound by hand.
+factor's excess over pure sampling noise is estimated from k windows, the threshold uses the F
+distribution with Satterthwaite denominator degrees of freedom rather than the chi-square: few or
+uneven baseline windows mean a wider threshold. Nobody sets a bound by hand.
 
 >>> rng = np.random.default_rng(7)
 >>> base = np.stack([np.bincount(rng.integers(0, 10, 500), minlength=10) for _ in range(8)])
@@ -83,6 +84,12 @@ def f_quantile(p: float, dfn: int, dfd: int) -> float:
 
 
 @lru_cache(maxsize=4096)
+def chi2_quantile(p: float, df: int) -> float:
+    """Quantile of the chi-square distribution."""
+    return float(stats.chi2.ppf(p, df))
+
+
+@lru_cache(maxsize=4096)
 def t_quantile(p: float, df: int) -> float:
     """Quantile of Student's t."""
     return float(stats.t.ppf(p, df))
@@ -121,7 +128,15 @@ def distribution_test(current: npt.ArrayLike, baseline: npt.ArrayLike, alpha: fl
         ratios.append(js_divergence(row, rest) / _null_scale(k, float(rest.sum())) / df)
     phi = max(1.0, float(np.mean(ratios))) if ratios else 1.0
     score = js_divergence(cur, pooled)
-    threshold = phi * df * f_quantile(1.0 - alpha, df, max(len(ratios), 1) * df) * _null_scale(n, m)
+    # Sampling noise (dispersion 1) is known; only the excess over it is estimated from the k
+    # windows, so the denominator degrees of freedom grow as the excess shrinks (Satterthwaite).
+    excess = phi - 1.0
+    dfd = max(len(ratios), 1) * df * (phi / excess) ** 2 if excess > 1e-9 else float("inf")
+    if dfd > 1e5:
+        critical = chi2_quantile(1.0 - alpha, df)
+    else:
+        critical = df * f_quantile(1.0 - alpha, df, max(int(dfd), 1))
+    threshold = phi * critical * _null_scale(n, m)
     return Verdict(score, float(threshold), score > threshold, f"dispersion {phi:.2f}, df {df}", "js_divergence")
 
 

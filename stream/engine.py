@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from .act import BreakerPolicy
 from .baseline import Baseline, SeriesHistory, WindowRecord
-from .calendar import KIND_OF, Calendar, Slot
+from .calendar import KIND_OF, Calendar, Slot, SlotKey
 from .config import Config, ResolvedModel
 from .contract import (
     Alert,
@@ -359,26 +359,21 @@ class Engine:
             count = acc.count if acc is not None else 0
             hist = acc.hist if acc is not None else np.zeros(size, dtype=np.int64)
             history = self.history[sid]
-            found: dict[str, tuple[Verdict, Baseline] | None] = {"prediction": None, "volume": None, "feature": None}
-            drifting: list[str] = []
-            if count >= d.min_window_events:
-                pb = history.baseline(
-                    slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after,
-                    lambda r: r.hist is not None and r.count >= d.min_window_events, d.min_holiday_windows,
-                )
-                if pb is not None:
-                    found["prediction"] = (self._prediction_test(m, acc, hist, count, pb, alpha), pb)
-                    if acc is not None and acc.features:
-                        fv = self._feature_tests(acc, pb, alpha)
-                        if fv:
-                            drifting = sorted(f for f, v in fv.items() if v.breach)
-                            top = max(fv.items(), key=lambda kv: (kv[1].breach, kv[1].ratio))
-                            found["feature"] = (replace(top[1], detail=top[0]), pb)
-            vb = history.baseline(
-                slot, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True, d.min_holiday_windows
-            )
-            if vb is not None:
-                found["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
+            found, drifting = self._tests(m, history, slot, slot.chain, ws, acc, hist, count, alpha)
+            if slot.alternative:
+                # A holiday without history of its own may be kept as a day off or as an ordinary
+                # day: it is a drift only if it looks like neither (and unknown if either is unknown).
+                other, other_drifting = self._tests(m, history, slot, slot.alternative, ws, acc, hist, count, alpha)
+                for signal, mine in found.items():
+                    if mine is None or mine[1].preferred:
+                        continue
+                    alt = other[signal]
+                    if alt is None:
+                        found[signal] = None
+                    elif (alt[0].breach, alt[0].ratio) < (mine[0].breach, mine[0].ratio):
+                        found[signal] = alt
+                        if signal == "feature":
+                            drifting = other_drifting
             for signal in ("prediction", "volume"):
                 f = found[signal]
                 if f is not None and f[0].z is not None:
@@ -423,6 +418,42 @@ class Engine:
         self.stats.windows_closed += 1
         self.metrics.windows_closed.labels(m.cfg.name).inc()
         self.metrics.breakers_open.set(len(self.breakers.open))
+
+    def _tests(
+        self,
+        m: ModelState,
+        history: SeriesHistory,
+        slot: Slot,
+        chain: tuple[SlotKey, ...],
+        ws: int,
+        acc: Accumulator | None,
+        hist: npt.NDArray[np.int64],
+        count: int,
+        alpha: float,
+    ) -> tuple[dict[str, tuple[Verdict, Baseline] | None], list[str]]:
+        """Window tests of one series against the baselines that ``chain`` picks."""
+        d = self.d
+        found: dict[str, tuple[Verdict, Baseline] | None] = {"prediction": None, "volume": None, "feature": None}
+        drifting: list[str] = []
+        if count >= d.min_window_events:
+            pb = history.baseline(
+                chain, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after,
+                lambda r: r.hist is not None and r.count >= d.min_window_events, d.min_holiday_windows,
+            )
+            if pb is not None:
+                found["prediction"] = (self._prediction_test(m, acc, hist, count, pb, alpha), pb)
+                if acc is not None and acc.features:
+                    fv = self._feature_tests(acc, pb, alpha)
+                    if fv:
+                        drifting = sorted(f for f, v in fv.items() if v.breach)
+                        top = max(fv.items(), key=lambda kv: (kv[1].breach, kv[1].ratio))
+                        found["feature"] = (replace(top[1], detail=top[0]), pb)
+        vb = history.baseline(
+            chain, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True, d.min_holiday_windows
+        )
+        if vb is not None:
+            found["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
+        return found, drifting
 
     @staticmethod
     def _prediction_test(
