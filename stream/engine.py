@@ -103,6 +103,7 @@ class ModelState:
         self.by_segment: dict[str, int] = {}
         self.pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
         self.features = FeatureSketch(cfg.features) if cfg.features else None
+        self.seen: dict[int, set[str]] = {}  # event ids per open window
 
 
 @dataclass(slots=True)
@@ -203,6 +204,14 @@ class Engine:
             return "unknown_model", f"model {event.model!r} is not configured (known: {', '.join(sorted(self.models))})"
         if now_ms is not None and event.ts > now_ms + self.d.max_future:
             return "future", f"ts is {(event.ts - now_ms) / 1000:.0f}s ahead of the clock"
+        # A producer retry repeats an event: count it once. Ids are kept while their window is open
+        # (an older repeat is late anyway).
+        ws = event.ts - event.ts % m.cfg.window
+        seen = m.seen.get(ws)
+        if seen is None:
+            seen = m.seen[ws] = set()
+        elif event.event_id in seen:
+            return "duplicate", f"event_id {event.event_id!r} was already counted in this window"
         pred = event.prediction
         value: Any
         if isinstance(pred, str):
@@ -234,6 +243,7 @@ class Engine:
         cols.values.append(value)
         cols.records.append(rec)
         cols.features.append(event.features)
+        seen.add(event.event_id)
         return None
 
     def _new_series(self, m: ModelState, seg: dict[str, str], skey: str) -> int:
@@ -346,6 +356,8 @@ class Engine:
 
     def _close(self, m: ModelState, ws: int, out: Output) -> None:
         accs = m.windows.pop(ws)
+        for old in [w for w in m.seen if w <= ws]:
+            del m.seen[old]
         d = self.d
         slot = m.calendar.slot(ws)
         end = ws + m.cfg.window

@@ -196,3 +196,40 @@ def test_slow_drift_is_caught_by_the_online_detectors() -> None:
     out = feed(Engine(config()), events(sc, seed=9))
     firing = [a for a in out.alerts if a.status == "firing"]
     assert firing and min(a.window_start for a in firing) >= start
+
+
+GOOD = {"event_id": "ok-1", "model": "fraud", "ts": END - 1000, "prediction": 0.3}
+BAD_INPUT = [
+    ("malformed JSON", b'{"event_id": "x", "model": ', "malformed_json"),
+    ("not UTF-8", b'{"event_id": "\xff\xfe", "model": "fraud"}', "not_utf8"),
+    ("empty message", b"", "empty"),
+    ("oversized", b'{"pad": "' + b"x" * 70_000 + b'"}', "oversized"),
+    ("not an object", b"[1, 2, 3]", "invalid_event"),
+    ("missing field", orjson.dumps({k: v for k, v in GOOD.items() if k != "prediction"}), "invalid_event"),
+    ("wrong type", orjson.dumps({**GOOD, "event_id": "w", "prediction": [0.3]}), "invalid_event"),
+    ("NaN prediction", b'{"event_id": "n", "model": "fraud", "ts": 1795715999000, "prediction": NaN}', "invalid_event"),
+    ("infinite feature", b'{"event_id": "i", "model": "fraud", "ts": 1795715999000, "prediction": 0.1, "features": {"a": Infinity}}', "invalid_event"),
+    ("timestamp without offset", orjson.dumps({**GOOD, "event_id": "t", "ts": "2026-11-26T17:00:00"}), "invalid_event"),
+    ("unknown model", orjson.dumps({**GOOD, "event_id": "u", "model": "ghost"}), "unknown_model"),
+    ("far future", orjson.dumps({**GOOD, "event_id": "f", "ts": END + 86_400_000}), "future"),
+    ("label where numbers are sent", orjson.dumps({**GOOD, "event_id": "l", "prediction": "high"}), "prediction_type"),
+    ("duplicate event_id (producer retry)", orjson.dumps(GOOD), "duplicate"),
+]
+
+
+@pytest.mark.parametrize("name, raw, reason", BAD_INPUT, ids=[b[0] for b in BAD_INPUT])
+def test_bad_input_table(name: str, raw: bytes, reason: str) -> None:
+    engine = Engine(config(), clock=lambda: END / 1000)
+    first = engine.process([Record(orjson.dumps(GOOD), None, "in", 0, 0)])
+    assert first.dead_letters == []
+    out = engine.process([Record(raw, b"k", "in", 0, 1)])
+    assert [(d.reason, d.record.value, d.record.offset) for d in out.dead_letters] == [(reason, raw, 1)], name
+    assert out.dead_letters[0].detail
+    assert engine.stats.consumed == engine.stats.processed + engine.stats.dead_lettered == 2
+
+
+def test_series_cap_dead_letters_the_rest() -> None:
+    engine = Engine(Config(models={"fraud": ModelConfig()}, defaults=Defaults(max_series_per_model=3)))
+    raw = [orjson.dumps({**GOOD, "event_id": f"s{i}", "segment": {"user": str(i)}}) for i in range(5)]
+    out = engine.process([Record(r, None, "in", 0, i) for i, r in enumerate(raw)])
+    assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("too_many_series", 3), ("too_many_series", 4)]
