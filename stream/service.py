@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import start_http_server
-
 from .config import Config
 from .consume import BatchConsumer
 from .engine import Engine
+from .http import StatusServer
 from .metrics import Metrics
 from .publish import Publisher, ensure_topics
 
@@ -50,6 +49,10 @@ class Service:
         self.stopping = threading.Event()
         self.alerts = 0
         self.commands = 0
+        self.last_turn = time.monotonic()
+        self.assigned: set[int] = set()
+        self.running = False
+        self.stall_after = 120.0
 
     def install_signal_handlers(self) -> None:
         def _stop(signum: int, _frame: object) -> None:
@@ -60,10 +63,25 @@ class Service:
         signal.signal(signal.SIGINT, _stop)
 
     def serve_metrics(self) -> int:
-        """Start /metrics where the config says; return the bound port."""
+        """Start /metrics, /healthz and /readyz where the config says; return the bound port."""
         m = self.config.metrics
-        server, _thread = start_http_server(m.port, addr=m.host, registry=self.metrics.registry)
-        return int(server.server_port)
+        self.http = StatusServer(self.metrics.registry, self.healthy, self.ready, m.host, m.port)
+        return self.http.port
+
+    def healthy(self) -> tuple[bool, str]:
+        stuck = time.monotonic() - self.last_turn
+        if self.running and stuck > self.stall_after:
+            return False, f"consume loop stuck for {stuck:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.stopping.is_set():
+            return False, "shutting down"
+        if not self.running:
+            return False, "not consuming yet"
+        if not self.assigned:
+            return False, "no partitions assigned"
+        return True, f"consuming {len(self.assigned)} partitions"
 
     def run(self, idle_exit: float | None = None, on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
         """Consume until stopped (or, with ``idle_exit``, until no record arrived for that many seconds)."""
@@ -75,8 +93,10 @@ class Service:
         consumer = BatchConsumer(cfg, on_revoke=self._revoked, on_assign=self._assigned)
         started = time.monotonic()
         last_record = time.monotonic()
+        self.running = True
         try:
             while not self.stopping.is_set():
+                self.last_turn = time.monotonic()
                 records = consumer.batch()
                 for p in consumer.caught_up():
                     self.engine.watermark.caught_up(p)
@@ -99,6 +119,7 @@ class Service:
                 if idle_exit is not None and time.monotonic() - last_record > idle_exit:
                     break
         finally:
+            self.running = False
             publisher.flush()
             consumer.close()
         return self.summary(started)
@@ -106,10 +127,12 @@ class Service:
     def _assigned(self, partitions: list[int]) -> None:
         for p in partitions:
             self.engine.watermark.assign(p, self.clock())
+            self.assigned.add(p)
 
     def _revoked(self, partitions: list[int]) -> None:
         for p in partitions:
             self.engine.watermark.forget(p)
+            self.assigned.discard(p)
 
     def summary(self, started: float) -> RunSummary:
         s = self.engine.stats

@@ -98,6 +98,10 @@ def test_seasonal_weeks_with_one_drifted_segment(kafka_bootstrap: str, prefix: s
             except OSError:
                 metrics = {}
             if metrics.get(("driftline_events_consumed_total", ())) == total:
+                health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                assert health.status == 200 and ready.status == 200
+                assert ready.read().decode().startswith("consuming")
                 break
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.5)
