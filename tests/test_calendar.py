@@ -54,3 +54,13 @@ def test_custom_dates_and_no_country() -> None:
     cal = Calendar("UTC", "none", custom_dates={date(2026, 6, 1): "Launch day"})
     assert cal.slot(ms(2026, 6, 1, 12)).chain[0] == ("holiday", "Launch day", 12)
     assert cal.slot(ms(2026, 12, 25, 12)).chain[0] == ("how", 4, 12)
+
+
+def test_config_holiday_dates_reach_the_engine_calendar() -> None:
+    from stream.config import Config, ModelConfig
+    from stream.engine import Engine
+
+    cfg = Config(models={"shop": ModelConfig(timezone="Europe/Berlin", holidays="DE", holiday_dates={"2026-06-01": "Sale day"})})
+    cal = Engine(cfg).models["shop"].calendar
+    assert cal.slot(ms(2026, 6, 1, 10)).label.startswith("Sale day 12:00")  # 10:00 UTC is 12:00 in Berlin
+    assert cal.slot(ms(2026, 10, 3, 10)).chain[0][1] == "German Unity Day"
