@@ -21,6 +21,7 @@ uneven baseline windows mean a wider threshold. Nobody sets a bound by hand.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
@@ -236,17 +237,25 @@ class ResidualDetectors:
     (29, 'page_hinkley')
     """
 
-    __slots__ = ("ph", "adwin")
+    __slots__ = ("ph", "adwin", "history")
+    KEEP = 1000  # residuals kept to rebuild the detectors after a restore
 
     def __init__(self) -> None:
         from river.drift import ADWIN, PageHinkley
 
         self.ph = PageHinkley(min_instances=20, delta=0.5, threshold=25.0, mode="both")
         self.adwin = ADWIN(delta=1e-5)
+        self.history: deque[float] = deque(maxlen=self.KEEP)
+
+    def replay(self, zs: list[float]) -> None:
+        """Rebuild from saved residuals (exact while fewer than KEEP windows were seen)."""
+        for z in zs:
+            self.update(z)
 
     def update(self, z: float) -> str | None:
         """Feed one window's residual; the name of the detector that saw a change, if any."""
         z = min(max(z, -10.0), 10.0)  # one wild window must not count as a trend
+        self.history.append(z)
         self.ph.update(z)
         self.adwin.update(z)
         if self.ph.drift_detected:

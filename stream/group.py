@@ -93,5 +93,7 @@ class SegmentGrouper:
         if grew or now - group.last_sent >= self.repeat_interval:
             group.last_sent = now
             current = [group.last[s] for s in sorted(group.members) if s in group.last]
+            if not current:  # restored group: nothing to show until a member reports again
+                return []
             return [Emission("group", signal, "firing", "repeat", group.starts, current, sorted(group.members))]
         return []
