@@ -200,7 +200,7 @@ def restore(
         if m is None:
             continue  # a model no longer configured: its state is dropped
         _model_in(m, md, engine.series_key)
-    engine.alert_states = {(sid, sig): AlertState(status, b, c, starts) for sid, sig, status, b, c, starts in data["alert_states"]}  # type: ignore[arg-type]
+    engine.alert_states = {(sid, sig): AlertState(status, b, c, starts) for sid, sig, status, b, c, starts in data["alert_states"]}
     engine.sent = {fp: Sent(status, at) for fp, status, at in data["sent"]}
     for sid, sig, zs in data["online"]:
         det = engine.online[(sid, sig)] = ResidualDetectors()
