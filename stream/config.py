@@ -85,6 +85,10 @@ class KafkaConfig(_Strict):
     control_topic: str = "model.control"
     dead_letter_topic: str = "predictions.dlq"
     state_topic: str = "driftline.state"
+    # Static group membership: a restarted process with the same id gets its partitions back at
+    # once instead of after the session timeout (set one per process, e.g. the pod name).
+    instance_id: str | None = None
+    session_timeout: Duration = parse_duration("45s")
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     poll_timeout: float = Field(default=0.5, gt=0)
     # librdkafka settings passed through as they are (security.protocol, sasl.*, ssl.*, ...).

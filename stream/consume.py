@@ -45,6 +45,8 @@ class BatchConsumer:
                 "isolation.level": "read_committed",
                 "fetch.max.bytes": 52_428_800,
                 "max.partition.fetch.bytes": 4_194_304,
+                "session.timeout.ms": cfg.session_timeout,
+                **({"group.instance.id": cfg.instance_id} if cfg.instance_id else {}),
             },
             logger=log,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from .contract import Alert, Command
 from .decode import DeadLetter
 
 log = logging.getLogger("driftline.publish")
+STATE_MAX_BYTES = 64 * 1024 * 1024
 
 
 def ensure_topics(cfg: KafkaConfig, partitions: int = 1, timeout: float = 30.0) -> list[str]:
@@ -27,7 +29,8 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 1, timeout: float = 30.0) 
         cfg.alerts_topic: {},
         cfg.dead_letter_topic: {},
         cfg.control_topic: compacted,
-        cfg.state_topic: compacted,
+        # Snapshots can be larger than the broker's default message size.
+        cfg.state_topic: {**compacted, "max.message.bytes": str(STATE_MAX_BYTES)},
     }
     new = [
         NewTopic(name, num_partitions=partitions, replication_factor=-1, config=conf)
@@ -68,21 +71,55 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
 
 
 class Publisher:
-    """Produces the engine's outputs; ``flush`` waits until the broker has them all."""
+    """Produces the engine's outputs; transactional when given a ``transactional_id``."""
 
-    def __init__(self, cfg: KafkaConfig, extra: dict[str, Any] | None = None):
+    def __init__(self, cfg: KafkaConfig, transactional_id: str | None = None, extra: dict[str, Any] | None = None):
         self.cfg = cfg
-        self.producer = Producer(
-            {
-                **client_settings(cfg),
-                "enable.idempotence": True,
-                "linger.ms": 20,
-                "compression.type": "lz4",
-                **(extra or {}),
-            },
-            logger=log,
-        )
+        settings: dict[str, Any] = {
+            **client_settings(cfg),
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "message.max.bytes": STATE_MAX_BYTES,
+            **(extra or {}),
+        }
+        if transactional_id:
+            settings["transactional.id"] = transactional_id
+        self.producer = Producer(settings, logger=log)
         self._errors: list[str] = []
+        if transactional_id:
+            self.producer.init_transactions(60)
+
+    def begin(self) -> None:
+        self.producer.begin_transaction()
+
+    def put_state(self, key: bytes, value: bytes) -> None:
+        self._produce(self.cfg.state_topic, key, value)
+
+    def commit(self, offsets: list[Any], group_metadata: Any, timeout: float = 60.0) -> None:
+        """Send the consumed offsets with the transaction and commit it (retrying what is retriable)."""
+        if offsets:
+            self._retry(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout))
+        self._retry(lambda: self.producer.commit_transaction(timeout))
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise KafkaException(f"records not delivered: {errors[:5]}")
+
+    def abort(self, timeout: float = 60.0) -> None:
+        self._errors = []
+        self.producer.abort_transaction(timeout)
+
+    @staticmethod
+    def _retry(call: Any, attempts: int = 5) -> None:
+        for i in range(attempts):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if err is None or not hasattr(err, "retriable") or not err.retriable() or i == attempts - 1:
+                    raise
+                time.sleep(0.2 * (i + 1))
 
     def _report(self, err: Any, _msg: Any) -> None:
         if err is not None:

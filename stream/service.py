@@ -1,8 +1,17 @@
 """The long-running service (``driftline run``): composition root of the Kafka edges and the engine.
 
-Each loop: consume a batch -> engine -> produce alerts, commands and dead letters -> flush -> commit
-the consumed offsets. Outputs are flushed before offsets are committed, so nothing consumed is lost
-on a crash (at-least-once; a replayed batch yields the same alert and command ids).
+State lives per input partition: one engine per assigned partition (input is keyed by
+model|segment, so a series always lands on the same partition), restored from the compacted state
+topic when the partition is assigned, on this process or another one after a rebalance.
+
+Exactly-once: outputs are buffered and written in one Kafka transaction together with the
+snapshots of the engines that changed and the consumed offsets, in this order:
+  1. produce the buffered alerts, commands and dead letters,
+  2. produce the state snapshot of every changed partition,
+  3. send the consumed offsets to the transaction, and commit it.
+A crash anywhere before the commit leaves none of it visible to read_committed readers; the restart
+restores the last committed snapshot and re-reads from the offsets committed with it. A commit
+happens every ``commit_interval`` seconds, before partitions are revoked, and at shutdown.
 """
 
 from __future__ import annotations
@@ -11,15 +20,22 @@ import logging
 import signal
 import threading
 import time
+import uuid
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from .config import Config
 from .consume import BatchConsumer
-from .engine import Engine
+from .decode import Record
+from .engine import Engine, Output
 from .http import StatusServer
 from .metrics import Metrics
 from .publish import Publisher, ensure_topics
+from .state import StateError, dumps, loads
+from .topics import read_topic
 
 log = logging.getLogger("driftline.service")
 
@@ -35,28 +51,43 @@ class RunSummary:
     seconds: float
 
 
+@dataclass
+class _Partition:
+    engine: Engine
+    committed_state: bytes | None = None  # the snapshot of the last committed transaction
+    dirty: bool = False
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+
+
 class Service:
     def __init__(
         self,
         config: Config,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        commit_interval: float = 2.0,
     ):
         self.config = config
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.engine = Engine(config, self.metrics, clock=clock)
+        self.commit_interval = commit_interval
+        self.partitions: dict[int, _Partition] = {}
+        self.buffer = Output()
         self.stopping = threading.Event()
         self.alerts = 0
         self.commands = 0
+        self.totals = [0, 0, 0, 0]  # consumed, processed, dead-lettered, windows closed (by engines now gone)
         self.last_turn = time.monotonic()
-        self.assigned: set[int] = set()
         self.running = False
         self.stall_after = 120.0
+        self.restore_seconds = 0.0
+        self._consumer: BatchConsumer | None = None
+        self._publisher: Publisher | None = None
 
+    # ----------------------------------------------------------------- process manager hooks
     def install_signal_handlers(self) -> None:
         def _stop(signum: int, _frame: object) -> None:
-            log.info("signal %d: finishing the current batch and stopping", signum)
+            log.info("signal %d: finishing the current batch, committing and stopping", signum)
             self.stopping.set()
 
         signal.signal(signal.SIGTERM, _stop)
@@ -79,69 +110,164 @@ class Service:
             return False, "shutting down"
         if not self.running:
             return False, "not consuming yet"
-        if not self.assigned:
+        if not self.partitions:
             return False, "no partitions assigned"
-        return True, f"consuming {len(self.assigned)} partitions"
+        return True, f"consuming {len(self.partitions)} partitions"
 
+    # ----------------------------------------------------------------- main loop
     def run(self, idle_exit: float | None = None, on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
         """Consume until stopped (or, with ``idle_exit``, until no record arrived for that many seconds)."""
         cfg = self.config.kafka
         created = ensure_topics(cfg)
         if created:
             log.info("created topics %s", created)
-        publisher = Publisher(cfg)
-        consumer = BatchConsumer(cfg, on_revoke=self._revoked, on_assign=self._assigned)
+        self._publisher = Publisher(cfg, transactional_id=f"{cfg.group_id}-{uuid.uuid4().hex[:12]}")
+        consumer = self._consumer = BatchConsumer(cfg, on_revoke=self._revoked, on_assign=self._assigned)
         started = time.monotonic()
-        last_record = time.monotonic()
+        last_record = last_commit = time.monotonic()
         self.running = True
         try:
             while not self.stopping.is_set():
                 self.last_turn = time.monotonic()
                 records = consumer.batch()
-                for p in consumer.caught_up():
-                    self.engine.watermark.caught_up(p)
+                if not self.partitions:
+                    last_record = time.monotonic()  # idle time counts once partitions are ours
                 t0 = time.perf_counter()
-                out = self.engine.process(records) if records else self.engine.tick()
-                publisher.publish(out.alerts, out.commands, out.dead_letters)
-                publisher.flush()
+                self._process(records, consumer.caught_up())
                 if records:
-                    consumer.commit()
                     last_record = time.monotonic()
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
-                self.alerts += len(out.alerts)
-                self.commands += len(out.commands)
-                for a in out.alerts:
-                    log.warning("alert %s %s", a.status, a.summary)
-                for c in out.commands:
-                    log.warning("command %s %s (%s)", c.action, c.model, c.command_id)
+                if time.monotonic() - last_commit >= self.commit_interval or len(self.buffer.dead_letters) > 50_000:
+                    self._commit()
+                    last_commit = time.monotonic()
                 if on_batch is not None and records:
                     on_batch(self.summary(started))
                 if idle_exit is not None and time.monotonic() - last_record > idle_exit:
                     break
+            self._commit()
         finally:
             self.running = False
-            publisher.flush()
             consumer.close()
         return self.summary(started)
 
+    def _process(self, records: list[Record], caught_up: list[int]) -> None:
+        by_partition: dict[int, list[Record]] = {}
+        for r in records:
+            by_partition.setdefault(r.partition, []).append(r)
+        for p in caught_up:
+            part = self.partitions.get(p)
+            if part is not None:
+                part.engine.watermark.caught_up(p)
+        for p, part in self.partitions.items():
+            recs = by_partition.get(p)
+            out = part.engine.process(recs) if recs else part.engine.tick()
+            if recs or out.alerts or out.commands:
+                part.dirty = True
+            self.buffer.extend(out)
+            for a in out.alerts:
+                log.warning("alert %s %s", a.status, a.summary)
+            for c in out.commands:
+                log.warning("command %s %s (%s)", c.action, c.model, c.command_id)
+
+    # ----------------------------------------------------------------- transactions
+    def _commit(self) -> None:
+        """One transaction: outputs, then changed snapshots, then offsets (see the module docstring)."""
+        consumer, publisher = self._consumer, self._publisher
+        if consumer is None or publisher is None:
+            return
+        dirty = {p: part for p, part in self.partitions.items() if part.dirty}
+        if not dirty and not (self.buffer.alerts or self.buffer.commands or self.buffer.dead_letters):
+            return
+        snapshots = {p: zlib.compress(dumps(part.engine), 3) for p, part in dirty.items()}
+        try:
+            publisher.begin()
+            publisher.publish(self.buffer.alerts, self.buffer.commands, self.buffer.dead_letters)
+            for p, blob in snapshots.items():
+                publisher.put_state(self._state_key(p), blob)
+            positions = [tp for tp in consumer.consumer.position(
+                [TopicPartition(self.config.kafka.input_topic, p) for p in dirty]) if tp.offset >= 0]
+            publisher.commit(positions, consumer.consumer.consumer_group_metadata())
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is not None and err.txn_requires_abort():
+                log.warning("transaction aborted (%s): rewinding to the last committed state", err.str())
+                publisher.abort()
+                self._rewind(list(dirty))
+                return
+            raise
+        self.alerts += len(self.buffer.alerts)
+        self.commands += len(self.buffer.commands)
+        self.buffer = Output()
+        for p, part in dirty.items():
+            part.committed_state = snapshots[p]
+            part.dirty = False
+
+    def _rewind(self, partitions: list[int]) -> None:
+        """After an aborted transaction: engines back to their committed snapshots, consumer to committed offsets."""
+        assert self._consumer is not None
+        self.buffer = Output()
+        tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]
+        committed = self._consumer.consumer.committed(tps, timeout=30)
+        for tp in committed:
+            part = self.partitions[tp.partition]
+            part.engine = self._engine_from(part.committed_state)
+            part.dirty = False
+            self._consumer.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+
+    # ----------------------------------------------------------------- partitions and their state
+    def _state_key(self, partition: int) -> bytes:
+        k = self.config.kafka
+        return f"{k.group_id}|{k.input_topic}|{partition}".encode()
+
+    def _engine_from(self, blob: bytes | None) -> Engine:
+        if blob is None:
+            return Engine(self.config, self.metrics, clock=self.clock)
+        try:
+            return loads(self.config, zlib.decompress(blob), self.metrics, self.clock)
+        except (StateError, zlib.error) as exc:
+            log.error("state snapshot unusable (%s): starting this partition from scratch", exc)
+            return Engine(self.config, self.metrics, clock=self.clock)
+
     def _assigned(self, partitions: list[int]) -> None:
+        t0 = time.perf_counter()
+        wanted = {self._state_key(p): p for p in partitions}
+        found: dict[int, bytes] = {}
+        for key, value in read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60):  # type: ignore[misc]
+            p = wanted.get(key or b"")
+            if p is not None:
+                found[p] = value
         for p in partitions:
-            self.engine.watermark.assign(p, self.clock())
-            self.assigned.add(p)
+            engine = self._engine_from(found.get(p))
+            engine.watermark.assign(p, self.clock())
+            self.partitions[p] = _Partition(engine, found.get(p))
+        self.restore_seconds = time.perf_counter() - t0
+        log.info("assigned partitions %s (%d restored from state in %.2fs)", partitions, len(found), self.restore_seconds)
 
     def _revoked(self, partitions: list[int]) -> None:
+        # Hand the partitions over with everything done so far committed.
+        try:
+            self._commit()
+        except KafkaException as exc:
+            log.error("commit before revocation failed: %s", exc)
         for p in partitions:
-            self.engine.watermark.forget(p)
-            self.assigned.discard(p)
+            part = self.partitions.pop(p, None)
+            if part is not None:
+                s = part.engine.stats
+                for i, v in enumerate((s.consumed, s.processed, s.dead_lettered, s.windows_closed)):
+                    self.totals[i] += v
 
     def summary(self, started: float) -> RunSummary:
-        s = self.engine.stats
+        totals = list(self.totals)
+        for part in self.partitions.values():
+            s = part.engine.stats
+            for i, v in enumerate((s.consumed, s.processed, s.dead_lettered, s.windows_closed)):
+                totals[i] += v
         return RunSummary(
-            consumed=s.consumed,
-            processed=s.processed,
-            dead_lettered=s.dead_lettered,
+            consumed=totals[0],
+            processed=totals[1],
+            dead_lettered=totals[2],
             alerts=self.alerts,
             commands=self.commands,
-            windows_closed=s.windows_closed,
+            windows_closed=totals[3],
             seconds=time.monotonic() - started,
         )

@@ -1,0 +1,125 @@
+"""Fault injection against the real broker: kill -9 the service mid-stream, again and again.
+
+Afterwards a read_committed reader of the alerts and control topics must see exactly what one
+uninterrupted run over the same input produced: no duplicate transitions or command ids, none
+missing, and the consumer group's committed offsets at the end of the input. The number of kills
+is DRIFTLINE_FAULT_KILLS (default 5 here; `python bench/faults.py` runs 20).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from stream.contract import Alert, Command
+from stream.engine import segment_key
+from stream.simulate import HOUR_MS, Drift, Scenario, simulate
+from stream.topics import create_topic, produce, read_topic
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.kafka
+
+
+def config(tmp_path: Path, name: str, bootstrap: str, input_topic: str) -> Path:
+    p = tmp_path / f"{name}.toml"
+    p.write_text(f"""
+[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{name}-group"
+input_topic = "{input_topic}"
+alerts_topic = "{name}.alerts"
+control_topic = "{name}.control"
+dead_letter_topic = "{name}.dlq"
+state_topic = "{name}.state"
+batch_size = 2000
+instance_id = "{name}-1"
+session_timeout = "10s"
+
+[metrics]
+port = 0
+
+[models.fraud]
+action = "circuit_break"
+segment_by = ["country", "channel"]
+""")
+    return p
+
+
+def start(cfg: Path, idle_exit: float | None = None) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "stream", "run", "--config", str(cfg)]
+    if idle_exit is not None:
+        args += ["--idle-exit", str(idle_exit)]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def transitions(bootstrap: str, name: str) -> tuple[list[tuple[str, str, str, int]], list[str]]:
+    alerts = [Alert.model_validate_json(v) for _k, v in read_topic(bootstrap, f"{name}.alerts")]  # type: ignore[misc]
+    commands = [Command.model_validate_json(v) for _k, v in read_topic(bootstrap, f"{name}.control")]  # type: ignore[misc]
+    return ([(a.alert_id, a.status, a.notify_reason, a.window_start) for a in alerts], [c.command_id for c in commands])
+
+
+def lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        total = 0
+        for tp in committed:
+            _low, high = c.get_watermark_offsets(tp, timeout=30)
+            total += high - max(tp.offset, 0)
+        return total
+    finally:
+        c.close()
+
+
+def test_kill_minus_nine_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    kills = int(os.environ.get("DRIFTLINE_FAULT_KILLS", "5"))
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"faults-{run_id}.predictions"
+    create_topic(kafka_bootstrap, topic, partitions=3)
+    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=end, rate=100,
+                  drifts=(Drift(1, end - 60 * HOUR_MS, "shift", 1.5), Drift(3, end - 30 * HOUR_MS, "volume", 0.2)))
+    events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=21)]  # type: ignore[arg-type]
+    events.insert(500, (b"bad", b"{broken json"))
+    total = produce(kafka_bootstrap, topic, events)
+
+    ref = f"ref-{run_id}"
+    proc = start(config(tmp_path, ref, kafka_bootstrap, topic), idle_exit=5)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    want_alerts, want_commands = transitions(kafka_bootstrap, ref)
+    assert want_alerts and want_commands
+
+    faulty = f"kill-{run_id}"
+    cfg = config(tmp_path, faulty, kafka_bootstrap, topic)
+    rng = random.Random(7)
+    lags = []
+    for _ in range(kills):
+        proc = start(cfg)
+        time.sleep(rng.uniform(3.0, 8.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        lags.append(lag(kafka_bootstrap, f"{faulty}-group", topic, 3))
+    # The kills must have hit a service in the middle of the stream, not an idle one.
+    assert sum(1 for x in lags if 0 < x < total) >= min(2, kills), lags
+    proc = start(cfg, idle_exit=5)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+
+    got_alerts, got_commands = transitions(kafka_bootstrap, faulty)
+    assert len(set(got_alerts)) == len(got_alerts), "duplicate alert transitions"
+    assert len(set(got_commands)) == len(got_commands), "duplicate command ids"
+    assert sorted(got_alerts) == sorted(want_alerts)
+    assert sorted(got_commands) == sorted(want_commands)
+    assert lag(kafka_bootstrap, f"{faulty}-group", topic, 3) == 0
+    dlq = read_topic(kafka_bootstrap, f"{faulty}.dlq")
+    assert [v for _k, v in dlq] == [b"{broken json"]  # type: ignore[misc]
