@@ -88,7 +88,7 @@ def test_bad_records_are_dead_lettered_with_reasons() -> None:
         orjson.dumps(good),
         b"{not json",
         orjson.dumps({k: v for k, v in good.items() if k != "ts"}),
-        orjson.dumps({**good, "prediction": "high"}),  # a label where the model sends numbers
+        orjson.dumps({**good, "event_id": "e2", "prediction": "high"}),  # a label where the model sends numbers
         orjson.dumps({**good, "prediction": [0.3]}),
         orjson.dumps({**good, "model": "ghost"}),
         orjson.dumps({**good, "ts": END + 2 * HOUR_MS}),
