@@ -124,11 +124,15 @@ class Engine:
         metrics: Metrics | None = None,
         clock: Callable[[], float] | None = None,
         idle_after: float = 30.0,
+        budget_share: float = 1.0,
     ):
         self.config = config
         self.d = config.defaults
         self.metrics = metrics or Metrics()
         self.clock = clock
+        # The share of each model's false-alarm budget this engine may spend (one engine per input
+        # partition: each gets 1/partitions, so the model's total stays within the budget).
+        self.budget_share = budget_share
         self.idle_after = idle_after if clock is not None else float("inf")
         self.watermark = Watermark(self.d.allowed_lateness)
         self.models: dict[str, ModelState] = {name: ModelState(config.resolved(name)) for name in config.models}
@@ -362,7 +366,8 @@ class Engine:
         slot = m.calendar.slot(ws)
         end = ws + m.cfg.window
         n_tests = len(SIGNALS) + len(m.cfg.features)
-        alpha = d.false_alarms_per_4_weeks / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * n_tests)
+        budget = d.false_alarms_per_4_weeks * self.budget_share
+        alpha = budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * n_tests)
         size = m.spec.size if m.spec is not None else 1
         self.breakers.expire(end)
         notes: list[Note] = []

@@ -81,6 +81,7 @@ class Service:
         self.running = False
         self.stall_after = 120.0
         self.restore_seconds = 0.0
+        self.input_partitions = 1
         self._consumer: BatchConsumer | None = None
         self._publisher: Publisher | None = None
 
@@ -220,16 +221,20 @@ class Service:
         return f"{k.group_id}|{k.input_topic}|{partition}".encode()
 
     def _engine_from(self, blob: bytes | None) -> Engine:
-        if blob is None:
-            return Engine(self.config, self.metrics, clock=self.clock)
-        try:
-            return loads(self.config, zlib.decompress(blob), self.metrics, self.clock)
-        except (StateError, zlib.error) as exc:
-            log.error("state snapshot unusable (%s): starting this partition from scratch", exc)
-            return Engine(self.config, self.metrics, clock=self.clock)
+        share = 1.0 / max(self.input_partitions, 1)
+        if blob is not None:
+            try:
+                return loads(self.config, zlib.decompress(blob), self.metrics, self.clock, share)
+            except (StateError, zlib.error) as exc:
+                log.error("state snapshot unusable (%s): starting this partition from scratch", exc)
+        return Engine(self.config, self.metrics, clock=self.clock, budget_share=share)
 
     def _assigned(self, partitions: list[int]) -> None:
         t0 = time.perf_counter()
+        if self._consumer is not None:
+            md = self._consumer.consumer.list_topics(self.config.kafka.input_topic, timeout=30)
+            topic = md.topics.get(self.config.kafka.input_topic)
+            self.input_partitions = len(topic.partitions) if topic is not None and topic.partitions else 1
         wanted = {self._state_key(p): p for p in partitions}
         found: dict[int, bytes] = {}
         for key, value in read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60):  # type: ignore[misc]

@@ -181,14 +181,18 @@ def snapshot(engine: Engine) -> dict[str, Any]:
 
 
 def restore(
-    config: Config, data: dict[str, Any], metrics: Metrics | None = None, clock: Callable[[], float] | None = None
+    config: Config,
+    data: dict[str, Any],
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] | None = None,
+    budget_share: float = 1.0,
 ) -> Engine:
     """A new engine that continues exactly where the snapshot's engine stood."""
     from .act import Breaker
 
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise StateError(f"unsupported state version {data.get('version') if isinstance(data, dict) else data!r}")
-    engine = Engine(config, metrics, clock=clock)
+    engine = Engine(config, metrics, clock=clock, budget_share=budget_share)
     for model, seg, hist in data["series"]:
         sid = len(engine.series_model)
         engine.series_model.append(model)
@@ -221,12 +225,18 @@ def dumps(engine: Engine) -> bytes:
     return orjson.dumps(snapshot(engine))
 
 
-def loads(config: Config, raw: bytes, metrics: Metrics | None = None, clock: Callable[[], float] | None = None) -> Engine:
+def loads(
+    config: Config,
+    raw: bytes,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] | None = None,
+    budget_share: float = 1.0,
+) -> Engine:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise StateError(f"state is not JSON: {exc}") from None
     try:
-        return restore(config, data, metrics, clock)
+        return restore(config, data, metrics, clock, budget_share)
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"state cannot be restored: {exc!r}") from None

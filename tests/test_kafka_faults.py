@@ -11,15 +11,17 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from stream.contract import Alert, Command
 from stream.engine import segment_key
@@ -63,6 +65,26 @@ def start(cfg: Path, idle_exit: float | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "service exited before it was ready"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("service never became ready")
+
+
 def transitions(bootstrap: str, name: str) -> tuple[list[tuple[str, str, str, int]], list[str]]:
     alerts = [Alert.model_validate_json(v) for _k, v in read_topic(bootstrap, f"{name}.alerts")]  # type: ignore[misc]
     commands = [Command.model_validate_json(v) for _k, v in read_topic(bootstrap, f"{name}.control")]  # type: ignore[misc]
@@ -72,7 +94,14 @@ def transitions(bootstrap: str, name: str) -> tuple[list[tuple[str, str, str, in
 def lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        committed = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        for attempt in range(5):  # the coordinator may be busy with a rebalance
+            try:
+                committed = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+                break
+            except KafkaException:
+                if attempt == 4:
+                    raise
+                time.sleep(2)
         total = 0
         for tp in committed:
             _low, high = c.get_watermark_offsets(tp, timeout=30)
@@ -123,3 +152,47 @@ def test_kill_minus_nine_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_pat
     assert lag(kafka_bootstrap, f"{faulty}-group", topic, 3) == 0
     dlq = read_topic(kafka_bootstrap, f"{faulty}.dlq")
     assert [v for _k, v in dlq] == [b"{broken json"]  # type: ignore[misc]
+
+
+def test_processes_joining_and_leaving_a_group_give_the_same_alerts(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Two, then three service processes share the partitions, one leaves: same output as one process."""
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"group-{run_id}.predictions"
+    create_topic(kafka_bootstrap, topic, partitions=6)
+    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    segs = tuple({"country": c, "channel": ch} for c in ("US", "DE", "BR", "FR") for ch in ("web", "app"))
+    sc = Scenario(weeks=5, end_ms=end, rate=25, segments=segs,
+                  drifts=(Drift(1, end - 50 * HOUR_MS, "shift", 1.5), Drift(6, end - 20 * HOUR_MS, "volume", 0.2)))
+    events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=5)]  # type: ignore[arg-type]
+    produce(kafka_bootstrap, topic, events)
+
+    ref = f"one-{run_id}"
+    proc = start(config(tmp_path, ref, kafka_bootstrap, topic), idle_exit=5)
+    assert proc.wait(timeout=300) == 0
+    want_alerts, want_commands = transitions(kafka_bootstrap, ref)
+    assert want_alerts and want_commands
+
+    many = f"many-{run_id}"
+    cfgs = []
+    for i in range(3):
+        p = config(tmp_path, many, kafka_bootstrap, topic)
+        p = p.rename(tmp_path / f"{many}-{i}.toml")
+        p.write_text(p.read_text().replace(f'instance_id = "{many}-1"', f'instance_id = "{many}-{i}"'))
+        cfgs.append(p)
+    a = start(cfgs[0], idle_exit=8)
+    time.sleep(1.5)
+    b = start(cfgs[1], idle_exit=8)  # joins: partitions move, state is restored on b
+    time.sleep(1.5)
+    port = free_port()
+    cfgs[2].write_text(cfgs[2].read_text().replace("port = 0", f"port = {port}"))
+    c = start(cfgs[2])  # joins, then leaves cleanly once it is consuming
+    wait_ready(port, c)
+    c.send_signal(signal.SIGTERM)
+    assert c.wait(timeout=60) == 0
+    assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0
+
+    got_alerts, got_commands = transitions(kafka_bootstrap, many)
+    assert len(set(got_alerts)) == len(got_alerts) and len(set(got_commands)) == len(got_commands)
+    assert sorted(got_alerts) == sorted(want_alerts)
+    assert sorted(got_commands) == sorted(want_commands)
+    assert lag(kafka_bootstrap, f"{many}-group", topic, 6) == 0
