@@ -40,6 +40,7 @@ class BrokerInfo:
     bootstrap: str
     data_dir: str
     log_file: str
+    heap: str = "512m"
 
 
 def home() -> Path:
@@ -173,11 +174,7 @@ def start(state_dir: Path | None = None, heap: str = "512m", timeout: float = 12
     )
     java = _java()
     classpath = f"{libs}/*"
-    jvm = [
-        f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={deploy_dir() / 'log4j2.properties'}",
-        f"-Dkafka.logs.dir={data_dir}",
-    ]
+    jvm = _jvm(heap, data_dir)
     cluster_id = uuid.uuid4().hex[:22]
     fmt = subprocess.run(
         [java, *jvm, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
@@ -186,18 +183,34 @@ def start(state_dir: Path | None = None, heap: str = "512m", timeout: float = 12
     )
     if fmt.returncode != 0:
         raise BrokerError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
-    out = open(data_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(
-        [java, *jvm, "-cp", classpath, "kafka.Kafka", str(props)],
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    out.close()
     info = BrokerInfo(
-        pid=proc.pid,
+        pid=0,
         bootstrap=f"127.0.0.1:{broker_port}",
         data_dir=str(data_dir),
         log_file=str(data_dir / "server.log"),
+        heap=heap,
     )
+    return _launch(state_dir, info, timeout)
+
+
+def _jvm(heap: str, data_dir: Path) -> list[str]:
+    return [
+        f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={deploy_dir() / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={data_dir}",
+    ]
+
+
+def _launch(state_dir: Path, info: BrokerInfo, timeout: float) -> BrokerInfo:
+    """Run ``kafka.Kafka`` on a formatted data dir and wait until an AdminClient sees it."""
+    data_dir = Path(info.data_dir)
+    out = open(data_dir / "stdout.log", "ab")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        [_java(), *_jvm(info.heap, data_dir), "-cp", f"{ensure_jars()}/*", "kafka.Kafka", str(data_dir / "server.properties")],
+        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    out.close()
+    info = BrokerInfo(proc.pid, info.bootstrap, info.data_dir, info.log_file, info.heap)
     _state_file(state_dir).write_text(json.dumps(asdict(info)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -211,25 +224,40 @@ def start(state_dir: Path | None = None, heap: str = "512m", timeout: float = 12
     raise BrokerError(f"Kafka did not become ready within {timeout:.0f}s")
 
 
+def restart(state_dir: Path | None = None, timeout: float = 120.0) -> BrokerInfo:
+    """Stop the broker (SIGTERM, clean shutdown) and start it again on the same data and ports."""
+    state_dir = state_dir or home() / "broker"
+    info = read_state(state_dir)
+    if info is None:
+        raise BrokerError("no broker to restart")
+    _terminate(info.pid, 60.0)
+    return _launch(state_dir, info, timeout)
+
+
 def stop(state_dir: Path | None = None, timeout: float = 30.0) -> bool:
     """SIGTERM our own broker process (SIGKILL after ``timeout``) and remove its data."""
     state_dir = state_dir or home() / "broker"
     info = read_state(state_dir)
     if info is None:
         return False
-    if _alive(info.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(info.pid) and time.monotonic() < deadline:
-            _reap(info.pid)
-            time.sleep(0.2)
-        if _alive(info.pid):
-            os.kill(info.pid, signal.SIGKILL)
-        _reap(info.pid)
+    _terminate(info.pid, timeout)
     shutil.rmtree(info.data_dir, ignore_errors=True)
     _state_file(state_dir).unlink(missing_ok=True)
     return True
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    if not _alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    _reap(pid)
 
 
 def _reap(pid: int) -> None:

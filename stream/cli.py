@@ -68,6 +68,11 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"kafka {broker.KAFKA_VERSION} pid {info.pid}, data {info.data_dir}, log {info.log_file}")
         print(info.bootstrap)
         return 0
+    if args.action == "restart":
+        info = broker.restart(state)
+        print(f"kafka restarted: pid {info.pid}")
+        print(info.bootstrap)
+        return 0
     if args.action == "status":
         running = broker.status(state)
         if running is None:
@@ -198,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("broker", help="a local single-node Apache Kafka")
-    b.add_argument("action", choices=["start", "stop", "status"])
+    b.add_argument("action", choices=["start", "stop", "status", "restart"])
     b.add_argument("--state-dir", help="where the broker's pid and address are kept")
     b.add_argument("--heap", default="512m")
     b.set_defaults(func=cmd_broker)

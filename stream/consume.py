@@ -31,10 +31,12 @@ class BatchConsumer:
         cfg: KafkaConfig,
         on_revoke: Callable[[list[int]], None] | None = None,
         on_assign: Callable[[list[int]], None] | None = None,
+        on_lost: Callable[[list[int]], None] | None = None,
     ):
         self.cfg = cfg
         self._on_revoke = on_revoke
         self._on_assign = on_assign
+        self._on_lost = on_lost
         self.consumer = Consumer(
             {
                 **client_settings(cfg),
@@ -50,7 +52,9 @@ class BatchConsumer:
             },
             logger=log,
         )
-        self.consumer.subscribe([cfg.input_topic], on_assign=self._assigned, on_revoke=self._revoked)
+        self.consumer.subscribe(
+            [cfg.input_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
 
     def _assigned(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("assigned partitions %s", [p.partition for p in parts])
@@ -60,6 +64,13 @@ class BatchConsumer:
     def _revoked(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("revoked partitions %s", [p.partition for p in parts])
         if self._on_revoke:
+            self._on_revoke([p.partition for p in parts])
+
+    def _lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.warning("lost partitions %s (session expired): their uncommitted work is dropped", [p.partition for p in parts])
+        if self._on_lost:
+            self._on_lost([p.partition for p in parts])
+        elif self._on_revoke:
             self._on_revoke([p.partition for p in parts])
 
     def batch(self) -> list[Record]:

@@ -90,8 +90,11 @@ class Publisher:
         if transactional_id:
             self.producer.init_transactions(60)
 
+    in_transaction = False
+
     def begin(self) -> None:
         self.producer.begin_transaction()
+        self.in_transaction = True
 
     def put_state(self, key: bytes, value: bytes) -> None:
         self._produce(self.cfg.state_topic, key, value)
@@ -101,6 +104,7 @@ class Publisher:
         if offsets:
             self._retry(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout))
         self._retry(lambda: self.producer.commit_transaction(timeout))
+        self.in_transaction = False
         if self._errors:
             errors, self._errors = self._errors, []
             raise KafkaException(f"records not delivered: {errors[:5]}")
@@ -108,9 +112,10 @@ class Publisher:
     def abort(self, timeout: float = 60.0) -> None:
         self._errors = []
         self.producer.abort_transaction(timeout)
+        self.in_transaction = False
 
     @staticmethod
-    def _retry(call: Any, attempts: int = 5) -> None:
+    def _retry(call: Any, attempts: int = 3) -> None:
         for i in range(attempts):
             try:
                 call()

@@ -123,7 +123,9 @@ class Service:
         if created:
             log.info("created topics %s", created)
         self._publisher = Publisher(cfg, transactional_id=f"{cfg.group_id}-{uuid.uuid4().hex[:12]}")
-        consumer = self._consumer = BatchConsumer(cfg, on_revoke=self._revoked, on_assign=self._assigned)
+        consumer = self._consumer = BatchConsumer(
+            cfg, on_revoke=self._revoked, on_assign=self._assigned, on_lost=self._lost
+        )
         started = time.monotonic()
         last_record = last_commit = time.monotonic()
         self.running = True
@@ -195,6 +197,13 @@ class Service:
                 publisher.abort()
                 self._rewind(list(dirty))
                 return
+            if err is not None and err.fatal():
+                # The producer is unusable (fenced, or its epoch was bumped): a new one, and every
+                # partition back to its last committed snapshot and offsets.
+                log.warning("producer error %s is fatal: new producer, rewinding to the last committed state", err.str())
+                self._publisher = Publisher(self.config.kafka, transactional_id=f"{self.config.kafka.group_id}-{uuid.uuid4().hex[:12]}")
+                self._rewind(list(self.partitions))
+                return
             raise
         self.alerts += len(self.buffer.alerts)
         self.commands += len(self.buffer.commands)
@@ -207,12 +216,16 @@ class Service:
         """After an aborted transaction: engines back to their committed snapshots, consumer to committed offsets."""
         assert self._consumer is not None
         self.buffer = Output()
-        tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]
-        committed = self._consumer.consumer.committed(tps, timeout=30)
-        for tp in committed:
-            part = self.partitions[tp.partition]
+        for p in partitions:
+            part = self.partitions[p]
             part.engine = self._engine_from(part.committed_state)
             part.dirty = False
+        self._rewind_offsets(partitions)
+
+    def _rewind_offsets(self, partitions: list[int]) -> None:
+        assert self._consumer is not None
+        tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]
+        for tp in self._consumer.consumer.committed(tps, timeout=30):
             self._consumer.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
 
     # ----------------------------------------------------------------- partitions and their state
@@ -260,6 +273,27 @@ class Service:
                 s = part.engine.stats
                 for i, v in enumerate((s.consumed, s.processed, s.dead_lettered, s.windows_closed)):
                     self.totals[i] += v
+
+    def _lost(self, partitions: list[int]) -> None:
+        """Partitions taken away without a clean hand-over: abandon what was not committed.
+
+        Another member (or this one, later) restores them from the last committed snapshot and
+        re-reads from the offsets committed with it, so nothing is lost and nothing doubled.
+        """
+        if self._publisher is not None and self._publisher.in_transaction:
+            try:
+                self._publisher.abort(timeout=10)
+            except KafkaException as exc:
+                log.warning("abort after losing partitions: %s", exc)
+        self.buffer = Output()
+        for p in partitions:
+            self.partitions.pop(p, None)
+        for part in self.partitions.values():
+            if part.dirty:  # outputs of the kept partitions were in the aborted transaction too
+                part.engine = self._engine_from(part.committed_state)
+                part.dirty = False
+        if self.partitions and self._consumer is not None:
+            self._rewind_offsets(list(self.partitions))
 
     def summary(self, started: float) -> RunSummary:
         totals = list(self.totals)

@@ -196,3 +196,44 @@ def test_processes_joining_and_leaving_a_group_give_the_same_alerts(kafka_bootst
     assert sorted(got_alerts) == sorted(want_alerts)
     assert sorted(got_commands) == sorted(want_commands)
     assert lag(kafka_bootstrap, f"{many}-group", topic, 6) == 0
+
+
+def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    """A private broker is stopped and started again under a running service."""
+    from stream import broker
+
+    state = tmp_path / "broker"
+    info = broker.start(state, heap="384m")
+    try:
+        bootstrap = info.bootstrap
+        run_id = uuid.uuid4().hex[:8]
+        topic = f"restart-{run_id}.predictions"
+        create_topic(bootstrap, topic, partitions=3)
+        end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+        sc = Scenario(weeks=5, end_ms=end, rate=100, drifts=(Drift(2, end - 40 * HOUR_MS, "shift", 1.5),))
+        events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=3)]  # type: ignore[arg-type]
+        total = produce(bootstrap, topic, events)
+
+        ref = f"ref-{run_id}"
+        proc = start(config(tmp_path, ref, bootstrap, topic), idle_exit=5)
+        assert proc.wait(timeout=300) == 0
+        want_alerts, want_commands = transitions(bootstrap, ref)
+        assert want_alerts
+
+        name = f"restart-{run_id}"
+        proc = start(config(tmp_path, name, bootstrap, topic), idle_exit=30)
+        deadline = time.monotonic() + 120
+        while lag(bootstrap, f"{name}-group", topic, 3) >= total and time.monotonic() < deadline:
+            time.sleep(0.5)
+        remaining = lag(bootstrap, f"{name}-group", topic, 3)
+        broker.restart(state)
+        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+        assert 0 < remaining < total  # the restart hit the service mid-stream
+
+        got_alerts, got_commands = transitions(bootstrap, name)
+        assert len(set(got_alerts)) == len(got_alerts) and len(set(got_commands)) == len(got_commands)
+        assert sorted(got_alerts) == sorted(want_alerts)
+        assert sorted(got_commands) == sorted(want_commands)
+        assert lag(bootstrap, f"{name}-group", topic, 3) == 0
+    finally:
+        broker.stop(state)
