@@ -287,6 +287,19 @@ def evaluate(case: Case) -> dict[str, object]:
     return result
 
 
+def markdown(results: list[dict[str, object]]) -> str:
+    """Results as the table in BENCHMARKS.md: one row per case and method."""
+    cols = ("false_per_1000_series_weeks", "recall", "median_delay_windows", "alerts_per_incident")
+    lines = ["| case | method | series-weeks | false alerts / 1,000 series-weeks | recall | median delay (windows) | alerts per incident |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        for method in ("driftline", "no_calendar", "adwin_raw"):
+            m = r[method]
+            vals = ["-" if m[c] is None else str(m[c]) for c in cols]  # type: ignore[index]
+            lines.append(f"| {r['case']} | {method} | {m['series_weeks']} | {' | '.join(vals)} |")  # type: ignore[index]
+    return "\n".join(lines)
+
+
 CASES: list[Case] = []
 
 
@@ -300,7 +313,11 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated scenario names")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).with_name("quality.json")))
+    ap.add_argument("--report", help="only print the markdown table of a saved results file")
     args = ap.parse_args()
+    if args.report:
+        print(markdown(json.loads(Path(args.report).read_text())))
+        return 0
     names = ["no_drift", "shift_0.5sd", "shift_1sd", "gradual_2w", "volume_drop_80", "new_category",
              "correlated_15", "nyc_taxi", "metro"]
     if args.only:
@@ -311,6 +328,7 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         results = list(pool.map(_evaluate_index, range(len(CASES))))
     Path(args.out).write_text(json.dumps(results, indent=1))
+    print(markdown(results))
     cols = ("false_per_1000_series_weeks", "recall", "median_delay_windows", "alerts_per_incident")
     print(f"{'case':28} {'method':12} {'false/1k sw':>11} {'recall':>7} {'delay':>6} {'alerts/inc':>10}")
     for r in results:
