@@ -129,6 +129,7 @@ class Defaults(_Strict):
     feature_severity: Literal["info", "warning"] = "info"
     group_min_segments: int = Field(default=3, ge=2)
     max_series_per_model: int = Field(default=10_000, ge=1)
+    series_ttl: Duration = parse_duration("35d")  # a series silent this long is forgotten
     max_future: Duration = parse_duration("1h")
     max_event_bytes: int = Field(default=65536, ge=256)
 

@@ -140,6 +140,7 @@ class Engine:
         self.series_segment: list[dict[str, str]] = []
         self.series_key: list[str] = []
         self.history: list[SeriesHistory] = []
+        self.last_active: list[int] = []  # start of the last window with events, per series
         self.alert_states: dict[tuple[int, str], AlertState] = {}
         self.sent: dict[str, Sent] = {}
         self.online: dict[tuple[int, str], ResidualDetectors] = {}
@@ -256,6 +257,7 @@ class Engine:
         self.series_segment.append(dict(seg))
         self.series_key.append(skey)
         self.history.append(SeriesHistory(keep=self.d.baseline_windows + 4))
+        self.last_active.append(-1)
         m.by_segment[skey] = sid
         m.sids.append(sid)
         self.metrics.series.labels(m.cfg.name).set(len(m.sids))
@@ -362,6 +364,9 @@ class Engine:
         accs = m.windows.pop(ws)
         for old in [w for w in m.seen if w <= ws]:
             del m.seen[old]
+        for sid in accs:
+            self.last_active[sid] = ws
+        self._expire(m, ws)
         d = self.d
         slot = m.calendar.slot(ws)
         end = ws + m.cfg.window
@@ -435,6 +440,22 @@ class Engine:
         self.stats.windows_closed += 1
         self.metrics.windows_closed.labels(m.cfg.name).inc()
         self.metrics.breakers_open.set(len(self.breakers.open))
+
+    def _expire(self, m: ModelState, now: int) -> None:
+        """Forget series that sent nothing for ``series_ttl``: their history, detectors and alerts."""
+        ttl = self.d.series_ttl
+        stale = [sid for sid in m.sids if 0 <= self.last_active[sid] < now - ttl]
+        if not stale:
+            return
+        for sid in stale:
+            m.sids.remove(sid)
+            m.by_segment.pop(self.series_key[sid], None)
+            self.history[sid] = SeriesHistory(keep=self.d.baseline_windows + 4)
+            self.last_active[sid] = -2  # expired; a new event makes it a new series
+            for signal in (*SIGNALS, "feature"):
+                self.alert_states.pop((sid, signal), None)
+                self.online.pop((sid, signal), None)
+        self.metrics.series.labels(m.cfg.name).set(len(m.sids))
 
     def _tests(
         self,

@@ -167,8 +167,8 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     return {
         "version": VERSION,
         "models": {name: _model_out(m) for name, m in engine.models.items()},
-        "series": [[engine.series_model[i], engine.series_segment[i], _history_out(engine.history[i])]
-                   for i in range(len(engine.series_model))],
+        "series": [[engine.series_model[i], engine.series_segment[i], _history_out(engine.history[i]),
+                    engine.last_active[i]] for i in range(len(engine.series_model))],
         "alert_states": [[sid, sig, s.status, s.breaches, s.clean, s.starts_at] for (sid, sig), s in engine.alert_states.items()],
         "sent": [[fp, s.status, s.at] for fp, s in engine.sent.items()],
         "online": [[sid, sig, list(det.history)] for (sid, sig), det in engine.online.items()],
@@ -193,9 +193,9 @@ def restore(
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise StateError(f"unsupported state version {data.get('version') if isinstance(data, dict) else data!r}")
     engine = Engine(config, metrics, clock=clock, budget_share=budget_share)
-    for model, seg, hist in data["series"]:
-        sid = len(engine.series_model)
+    for model, seg, hist, last_active in data["series"]:
         engine.series_model.append(model)
+        engine.last_active.append(last_active)
         engine.series_segment.append(dict(seg))
         engine.series_key.append(",".join(f"{k}={seg[k]}" for k in sorted(seg)))
         engine.history.append(_history_in(hist))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import orjson
 import pytest
 
@@ -233,3 +235,22 @@ def test_series_cap_dead_letters_the_rest() -> None:
     raw = [orjson.dumps({**GOOD, "event_id": f"s{i}", "segment": {"user": str(i)}}) for i in range(5)]
     out = engine.process([Record(r, None, "in", 0, i) for i, r in enumerate(raw)])
     assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("too_many_series", 3), ("too_many_series", 4)]
+
+
+def test_series_that_stop_sending_expire() -> None:
+    cfg = Config(models={"fraud": ModelConfig()}, defaults=Defaults(series_ttl="6h"))
+    engine = Engine(cfg)
+    raw = []
+    for h in range(24):
+        for seg in (["a", "b"] if h < 5 else ["b"]):
+            for i in range(5):
+                raw.append(orjson.dumps({"event_id": f"{seg}{h}-{i}", "model": "fraud", "ts": END + h * HOUR_MS + i,
+                                         "segment": {"s": seg}, "prediction": 0.5}))
+    feed(engine, raw, finish=False)
+    m = engine.models["fraud"]
+    assert [engine.series_key[s] for s in m.sids] == ["s=b"]
+    assert engine.history[0].recent == deque() and engine.last_active[0] == -2
+    # It comes back as a new series if it sends again.
+    engine.process([Record(orjson.dumps({"event_id": "back", "model": "fraud", "ts": END + 24 * HOUR_MS,
+                                         "segment": {"s": "a"}, "prediction": 0.5}), None, "in", 0, 0)])
+    assert sorted(engine.series_key[s] for s in m.sids) == ["s=a", "s=b"]
