@@ -396,10 +396,13 @@ class Engine:
                         found[signal] = alt
                         if signal == "feature":
                             drifting = other_drifting
-            for signal in ("prediction", "volume"):
-                f = found[signal]
-                if f is not None and f[0].z is not None:
-                    found[signal] = (self._online(sid, signal, f[0]), f[1])
+            # Online detectors watch the prediction's residual. Volume residuals of real traffic are
+            # autocorrelated (weather, school terms, events): cumulative detectors on them alerted
+            # every few days on the NAB and Metro series (BENCHMARKS.md), so volume relies on its
+            # window test.
+            f = found["prediction"]
+            if f is not None and f[0].z is not None:
+                found["prediction"] = (self._online(sid, "prediction", f[0]), f[1])
             record = WindowRecord(
                 ws, count, hist.astype(np.int32) if count else None,
                 acc.total if acc is not None else 0.0, acc.total_sq if acc is not None else 0.0,
