@@ -382,6 +382,7 @@ class Engine:
             hist = acc.hist if acc is not None else np.zeros(size, dtype=np.int64)
             history = self.history[sid]
             found, drifting = self._tests(m, history, slot, slot.chain, ws, acc, hist, count, alpha)
+            ambiguous: set[str] = set()
             if slot.alternative:
                 # A holiday without history of its own may be kept as a day off or as an ordinary
                 # day: it is a drift only if it looks like neither (and unknown if either is unknown).
@@ -393,6 +394,10 @@ class Engine:
                     if alt is None:
                         found[signal] = None
                     elif (alt[0].breach, alt[0].ratio) < (mine[0].breach, mine[0].ratio):
+                        if mine[0].breach:
+                            # Vetoed, not cleared: looking like one of two guesses is no evidence
+                            # that a firing alert is over.
+                            ambiguous.add(signal)
                         found[signal] = alt
                         if signal == "feature":
                             drifting = other_drifting
@@ -424,7 +429,7 @@ class Engine:
             # evidence, attached to the prediction alert, not an alert of its own.
             inhibited = (pred is not None and pred[0].breach) or (pred_state is not None and pred_state.status != "inactive")
             for signal, f in found.items():
-                evidence = _evidence(f[0]) if f is not None else None
+                evidence = _evidence(f[0]) if f is not None and signal not in ambiguous else None
                 if signal == "feature" and inhibited:
                     evidence = None
                 note = self._step(m, sid, signal, f, evidence, slot, record, end)

@@ -13,14 +13,29 @@ from confluent_kafka.admin import AdminClient, NewTopic
 log = logging.getLogger("driftline.topics")
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
+def create_topic(
+    bootstrap: str, name: str, partitions: int = 1, config: dict[str, str] | None = None, timeout: float = 120.0
+) -> None:
+    """Create a topic (fine if it exists); a broker that has just started may take a while."""
     admin = AdminClient({"bootstrap.servers": bootstrap}, logger=log)
-    fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})])[name]
-    try:
-        fut.result(timeout=30)
-    except KafkaException as exc:
-        if "TOPIC_ALREADY_EXISTS" not in str(exc):
-            raise
+    deadline = time.monotonic() + timeout
+    while True:
+        fut = admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+            operation_timeout=30,
+        )[name]
+        try:
+            fut.result(timeout=40)
+            return
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" in str(exc):
+                return
+            if time.monotonic() > deadline:
+                raise
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1.0)
 
 
 def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
