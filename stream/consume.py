@@ -1,7 +1,7 @@
 """Kafka input edge: a consumer-group member that hands out micro-batches of raw records.
 
-Offsets are committed by the service after the batch's outputs are flushed (never automatically),
-so the group's lag is visible to standard Kafka tools and a restart re-reads at most one batch.
+Offsets are never committed automatically: the service commits them inside its output transaction
+(`send_offsets_to_transaction`), so the group's lag is visible to standard Kafka tools.
 """
 
 from __future__ import annotations
@@ -105,14 +105,6 @@ class BatchConsumer:
             if high >= 0 and (tp.offset >= high or (tp.offset < 0 and high == 0)):
                 out.append(tp.partition)
         return out
-
-    def commit(self) -> None:
-        try:
-            self.consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
-                return
-            raise
 
     def close(self) -> None:
         self.consumer.close()

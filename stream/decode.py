@@ -52,8 +52,6 @@ class _Slow(Exception):
 
 
 def _segment(value: Any) -> dict[str, str]:
-    if value is None:
-        raise _Slow
     if not isinstance(value, dict):
         raise _Slow
     out = {}

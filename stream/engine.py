@@ -159,7 +159,8 @@ class Engine:
         good, bad = decode_batch(records, self.d.max_event_bytes)
         for dl in bad:
             self._dead(out, dl)
-        now_ms = int(self.clock() * 1000) if self.clock is not None else None
+        now = self.clock() if self.clock is not None else 0.0
+        now_ms = int(now * 1000) if self.clock is not None else None
         routed: dict[str, _Routed] = {}
         part_max: dict[int, int] = {}
         for event, rec in good:
@@ -170,7 +171,6 @@ class Engine:
             accepted_ts = self._ingest(self.models[name], cols, out)
             for p, ts in accepted_ts.items():
                 part_max[p] = max(part_max.get(p, ts), ts)
-        now = self.clock() if self.clock is not None else 0.0
         for p, ts in part_max.items():
             self.watermark.observe(p, ts, now)
         self._close_due(out, self.watermark.value(now, self.idle_after))

@@ -147,9 +147,3 @@ class Publisher:
         for dl in dead:
             self._produce(c.dead_letter_topic, dl.record.key, dl.record.value, dead_letter_headers(dl))
         self.producer.poll(0)
-
-    def flush(self, timeout: float = 60.0) -> None:
-        remaining = self.producer.flush(timeout)
-        if remaining or self._errors:
-            errors, self._errors = self._errors, []
-            raise KafkaException(f"{remaining} records not delivered; errors: {errors[:5]}")

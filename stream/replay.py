@@ -15,7 +15,7 @@ import orjson
 from .config import Config
 from .contract import Alert
 from .decode import Record
-from .engine import Engine, Output
+from .engine import Engine, Output, segment_key
 from .metrics import Metrics
 from .publish import alert_bytes, command_bytes
 
@@ -69,7 +69,7 @@ def replay_lines(
             if on_alert is not None:
                 on_alert(a)
             if a.status == "firing" and a.notify_reason == "new":
-                result.firing[(a.model, engine_key(a.segment), a.signal)] += 1
+                result.firing[(a.model, segment_key(a.segment) or "(all)", a.signal)] += 1
             if alerts_out is not None:
                 alerts_out.write(alert_bytes(a) + b"\n")
         for c in out.commands:
@@ -105,6 +105,3 @@ def replay_lines(
     result.events, result.processed, result.dead_lettered = s.consumed, s.processed, s.dead_lettered
     return result
 
-
-def engine_key(segment: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(segment.items())) or "(all)"

@@ -270,9 +270,7 @@ class Service:
         for p in partitions:
             part = self.partitions.pop(p, None)
             if part is not None:
-                s = part.engine.stats
-                for i, v in enumerate((s.consumed, s.processed, s.dead_lettered, s.windows_closed)):
-                    self.totals[i] += v
+                self.totals = [a + b for a, b in zip(self.totals, _counts(part.engine), strict=True)]
 
     def _lost(self, partitions: list[int]) -> None:
         """Partitions taken away without a clean hand-over: abandon what was not committed.
@@ -298,9 +296,7 @@ class Service:
     def summary(self, started: float) -> RunSummary:
         totals = list(self.totals)
         for part in self.partitions.values():
-            s = part.engine.stats
-            for i, v in enumerate((s.consumed, s.processed, s.dead_lettered, s.windows_closed)):
-                totals[i] += v
+            totals = [a + b for a, b in zip(totals, _counts(part.engine), strict=True)]
         return RunSummary(
             consumed=totals[0],
             processed=totals[1],
@@ -310,3 +306,8 @@ class Service:
             windows_closed=totals[3],
             seconds=time.monotonic() - started,
         )
+
+
+def _counts(engine: Engine) -> list[int]:
+    s = engine.stats
+    return [s.consumed, s.processed, s.dead_lettered, s.windows_closed]

@@ -28,7 +28,7 @@ from .config import Config
 from .decide import AlertState
 from .dedupe import Sent
 from .detect import ResidualDetectors
-from .engine import Engine, ModelState, Stats
+from .engine import Engine, ModelState, Stats, segment_key
 from .features import FeatureSketch
 from .group import _Group
 from .metrics import Metrics
@@ -197,7 +197,7 @@ def restore(
         engine.series_model.append(model)
         engine.last_active.append(last_active)
         engine.series_segment.append(dict(seg))
-        engine.series_key.append(",".join(f"{k}={seg[k]}" for k in sorted(seg)))
+        engine.series_key.append(segment_key(seg))
         engine.history.append(_history_in(hist))
     for name, md in data["models"].items():
         m = engine.models.get(name) or engine._model(name)
