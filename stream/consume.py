@@ -82,12 +82,11 @@ class BatchConsumer:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                if err.fatal() or not err.retriable():
-                    if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
-                        log.warning("input topic not available yet: %s", err.str())
-                        continue
+                if err.fatal():
                     raise KafkaException(err)
-                log.warning("retriable consumer error: %s", err.str())
+                # Everything else (broker down, transport, topic not there yet) is reported and
+                # retried by librdkafka itself; the loop keeps polling so the group can recover.
+                log.warning("consumer error (retried by the client): %s", err.str())
                 continue
             out.append(Record(msg.value(), msg.key(), msg.topic(), msg.partition() or 0, msg.offset() or 0))
         return out

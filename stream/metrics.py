@@ -32,6 +32,12 @@ class Metrics:
         self.breakers_rate_limited = Counter(
             "driftline_breakers_rate_limited", "Circuit breaks withheld by the open-breaker cap", registry=r
         )
+        self.transactions_failed = Counter(
+            "driftline_transactions_failed", "Transactions aborted or lost to a fatal producer error, then rewound", registry=r
+        )
+        self.restore_seconds = Gauge(
+            "driftline_state_restore_seconds", "Time the last partition assignment took to restore state", registry=r
+        )
         self.series = Gauge("driftline_series", "Series (model x segment) tracked", ["model"], registry=r)
         self.watermark = Gauge(
             "driftline_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r

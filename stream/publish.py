@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .config import KafkaConfig
@@ -70,6 +71,16 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
     return headers
 
 
+class ProducerStuck(RuntimeError):
+    """A transactional call that did not return within its timeout: the producer is abandoned.
+
+    librdkafka can block in ``send_offsets_to_transaction`` past its timeout when the group
+    coordinator goes away and comes back (confluentinc/librdkafka#5456, seen here on a broker
+    restart). The caller replaces the producer: ``init_transactions`` with the same transactional
+    id fences the stuck one and aborts its open transaction.
+    """
+
+
 class Publisher:
     """Produces the engine's outputs; transactional when given a ``transactional_id``."""
 
@@ -92,6 +103,14 @@ class Publisher:
 
     in_transaction = False
 
+    stuck = False
+
+    def close(self) -> None:
+        """Give up on this producer (after a fatal error): whatever it still holds is abandoned."""
+        if not self.stuck:  # a stuck one is left alone: calling into it could block as well
+            self.producer.purge()
+        self.in_transaction = False
+
     def begin(self) -> None:
         self.producer.begin_transaction()
         self.in_transaction = True
@@ -99,20 +118,47 @@ class Publisher:
     def put_state(self, key: bytes, value: bytes) -> None:
         self._produce(self.cfg.state_topic, key, value)
 
-    def commit(self, offsets: list[Any], group_metadata: Any, timeout: float = 60.0) -> None:
-        """Send the consumed offsets with the transaction and commit it (retrying what is retriable)."""
+    def commit(self, offsets: list[Any], group_metadata: Any, timeout: float = 20.0) -> None:
+        """Send the consumed offsets with the transaction and commit it.
+
+        Sending the offsets is not retried here: it fails while the consumer group is rebalancing
+        (after a broker restart, say), and the group can only settle once the caller polls the
+        consumer again, so the caller aborts and rewinds instead. Committing is retried while the
+        error says so, as librdkafka documents.
+        """
         if offsets:
-            self._retry(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout))
-        self._retry(lambda: self.producer.commit_transaction(timeout))
+            self._bounded(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout), timeout)
+        self._retry(lambda: self._bounded(lambda: self.producer.commit_transaction(timeout), timeout))
         self.in_transaction = False
         if self._errors:
             errors, self._errors = self._errors, []
             raise KafkaException(f"records not delivered: {errors[:5]}")
 
-    def abort(self, timeout: float = 60.0) -> None:
+    def abort(self, timeout: float = 30.0) -> None:
         self._errors = []
-        self.producer.abort_transaction(timeout)
+        self._retry(lambda: self._bounded(lambda: self.producer.abort_transaction(timeout), timeout))
+        self.producer.poll(0)  # serve the aborted records' reports now, not in the next transaction
+        self._errors = []
         self.in_transaction = False
+
+    def _bounded(self, call: Callable[[], None], timeout: float) -> None:
+        """Run a blocking transactional call, but give up on it (and this producer) after ``timeout``."""
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=run, name="driftline-txn-call", daemon=True)
+        worker.start()
+        worker.join(timeout + 5.0)
+        if worker.is_alive():
+            self.stuck = True
+            raise ProducerStuck(f"transactional call still blocked after {timeout + 5.0:.0f}s")
+        if failure:
+            raise failure[0]
 
     @staticmethod
     def _retry(call: Any, attempts: int = 3) -> None:
@@ -127,7 +173,8 @@ class Publisher:
                 time.sleep(0.2 * (i + 1))
 
     def _report(self, err: Any, _msg: Any) -> None:
-        if err is not None:
+        # Records purged by an abort report an error too: they were meant to be dropped.
+        if err is not None and err.code() not in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
             self._errors.append(str(err))
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from .config import Config
 from .consume import BatchConsumer
@@ -33,7 +33,7 @@ from .decode import Record
 from .engine import Engine, Output
 from .http import StatusServer
 from .metrics import Metrics
-from .publish import Publisher, ensure_topics
+from .publish import ProducerStuck, Publisher, ensure_topics
 from .state import StateError, dumps, loads
 from .topics import read_topic
 
@@ -55,6 +55,7 @@ class RunSummary:
 class _Partition:
     engine: Engine
     committed_state: bytes | None = None  # the snapshot of the last committed transaction
+    offset: int = OFFSET_BEGINNING  # the input offset committed with it
     dirty: bool = False
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
 
@@ -82,6 +83,10 @@ class Service:
         self.stall_after = 120.0
         self.restore_seconds = 0.0
         self.input_partitions = 1
+        # One per process, kept across producer replacements so that a new producer fences the old.
+        self.transactional_id = f"{config.kafka.group_id}-{uuid.uuid4().hex[:12]}"
+        self.failed_transactions = 0  # in a row
+        self.max_failed_transactions = 20
         self._consumer: BatchConsumer | None = None
         self._publisher: Publisher | None = None
 
@@ -122,7 +127,7 @@ class Service:
         created = ensure_topics(cfg)
         if created:
             log.info("created topics %s", created)
-        self._publisher = Publisher(cfg, transactional_id=f"{cfg.group_id}-{uuid.uuid4().hex[:12]}")
+        self._publisher = Publisher(cfg, transactional_id=self.transactional_id)
         consumer = self._consumer = BatchConsumer(
             cfg, on_revoke=self._revoked, on_assign=self._assigned, on_lost=self._lost
         )
@@ -190,27 +195,57 @@ class Service:
             positions = [tp for tp in consumer.consumer.position(
                 [TopicPartition(self.config.kafka.input_topic, p) for p in dirty]) if tp.offset >= 0]
             publisher.commit(positions, consumer.consumer.consumer_group_metadata())
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-            if err is not None and err.txn_requires_abort():
-                log.warning("transaction aborted (%s): rewinding to the last committed state", err.str())
-                publisher.abort()
-                self._rewind(list(dirty))
-                return
-            if err is not None and err.fatal():
-                # The producer is unusable (fenced, or its epoch was bumped): a new one, and every
-                # partition back to its last committed snapshot and offsets.
-                log.warning("producer error %s is fatal: new producer, rewinding to the last committed state", err.str())
-                self._publisher = Publisher(self.config.kafka, transactional_id=f"{self.config.kafka.group_id}-{uuid.uuid4().hex[:12]}")
-                self._rewind(list(self.partitions))
-                return
-            raise
+        except (KafkaException, ProducerStuck) as exc:
+            self._failed_transaction(exc, list(dirty))
+            return
+        self.failed_transactions = 0
         self.alerts += len(self.buffer.alerts)
         self.commands += len(self.buffer.commands)
         self.buffer = Output()
         for p, part in dirty.items():
             part.committed_state = snapshots[p]
             part.dirty = False
+        for tp in positions:
+            if tp.partition in self.partitions:
+                self.partitions[tp.partition].offset = tp.offset
+
+    def _failed_transaction(self, exc: KafkaException | ProducerStuck, dirty: list[int]) -> None:
+        """Recover from a transaction that did not commit, as librdkafka's error kinds require.
+
+        Fatal (the producer is fenced or its epoch bumped) or stuck (librdkafka#5456): a new producer
+        with the same transactional id, which aborts whatever the old one left open, and every
+        partition back to its last committed snapshot and offsets. Anything else (abortable, a retriable error
+        that did not clear in time, records not delivered): abort, rewind the partitions whose work
+        was in the transaction, and go back to polling, which lets a rebalancing group settle.
+        Repeated failures in a row mean something outside will not heal by itself: raise, and let
+        the process manager restart us from the committed state.
+        """
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        self.failed_transactions += 1
+        self.metrics.transactions_failed.inc()
+        if self.failed_transactions > self.max_failed_transactions:
+            raise exc
+        if isinstance(exc, ProducerStuck) or (err is not None and err.fatal()):
+            log.warning("producer unusable (%s): new producer, rewinding to the last committed state", exc)
+            self._new_publisher()
+            self._rewind(list(self.partitions))
+            return
+        log.warning("transaction failed (%s): aborting and rewinding to the last committed state", exc)
+        assert self._publisher is not None
+        try:
+            self._publisher.abort()
+        except (KafkaException, ProducerStuck) as abort_exc:
+            log.warning("abort failed too (%s): new producer", abort_exc)
+            self._new_publisher()
+            dirty = list(self.partitions)
+        self._rewind(dirty)
+
+    def _new_publisher(self) -> None:
+        cfg = self.config.kafka
+        old, self._publisher = self._publisher, None
+        if old is not None:
+            old.close()
+        self._publisher = Publisher(cfg, transactional_id=self.transactional_id)
 
     def _rewind(self, partitions: list[int]) -> None:
         """After an aborted transaction: engines back to their committed snapshots, consumer to committed offsets."""
@@ -223,10 +258,19 @@ class Service:
         self._rewind_offsets(partitions)
 
     def _rewind_offsets(self, partitions: list[int]) -> None:
+        """Seek to the offsets of the last committed transaction, which this process remembers.
+
+        Remembering them (rather than asking the group coordinator) keeps the rewind working while
+        the coordinator is away, e.g. during a broker restart. A seek that fails would leave the
+        engine and the consumer position out of step, so it raises.
+        """
         assert self._consumer is not None
-        tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]
-        for tp in self._consumer.consumer.committed(tps, timeout=30):
-            self._consumer.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+        topic = self.config.kafka.input_topic
+        for p in partitions:
+            part = self.partitions.get(p)
+            if part is None:
+                continue
+            self._consumer.consumer.seek(TopicPartition(topic, p, part.offset))
 
     # ----------------------------------------------------------------- partitions and their state
     def _state_key(self, partition: int) -> bytes:
@@ -254,11 +298,18 @@ class Service:
             p = wanted.get(key or b"")
             if p is not None:
                 found[p] = value
+        offsets = {p: OFFSET_BEGINNING for p in partitions}  # no committed offset: the earliest, as auto.offset.reset
+        if self._consumer is not None:
+            tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]
+            for tp in self._consumer.consumer.committed(tps, timeout=60):
+                if tp.offset >= 0:
+                    offsets[tp.partition] = tp.offset
         for p in partitions:
             engine = self._engine_from(found.get(p))
             engine.watermark.assign(p, self.clock())
-            self.partitions[p] = _Partition(engine, found.get(p))
+            self.partitions[p] = _Partition(engine, found.get(p), offsets[p])
         self.restore_seconds = time.perf_counter() - t0
+        self.metrics.restore_seconds.set(self.restore_seconds)
         log.info("assigned partitions %s (%d restored from state in %.2fs)", partitions, len(found), self.restore_seconds)
 
     def _revoked(self, partitions: list[int]) -> None:
@@ -281,8 +332,9 @@ class Service:
         if self._publisher is not None and self._publisher.in_transaction:
             try:
                 self._publisher.abort(timeout=10)
-            except KafkaException as exc:
-                log.warning("abort after losing partitions: %s", exc)
+            except (KafkaException, ProducerStuck) as exc:
+                log.warning("abort after losing partitions failed (%s): new producer", exc)
+                self._new_publisher()
         self.buffer = Output()
         for p in partitions:
             self.partitions.pop(p, None)

@@ -198,8 +198,6 @@ def test_processes_joining_and_leaving_a_group_give_the_same_alerts(kafka_bootst
     assert lag(kafka_bootstrap, f"{many}-group", topic, 6) == 0
 
 
-@pytest.mark.skip(reason="known bug, issue 4 open: after a broker restart mid-stream the service does not "
-                  "finish (its consumer loses the session and the transactional producer is fenced)")
 def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     """A private broker is stopped and started again under a running service."""
     from stream import broker
@@ -239,3 +237,78 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
         assert lag(bootstrap, f"{name}-group", topic, 3) == 0
     finally:
         broker.stop(state)
+
+
+@pytest.fixture(scope="module")
+def txn_input(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int, list[tuple[str, str, str, int]], list[str], Path]:
+    """One input topic and the output of one clean run over it, shared by the failure cases."""
+    from stream.config import load_config
+    from stream.service import Service
+
+    tmp_path = tmp_path_factory.mktemp("txn")
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"txn-{run_id}.predictions"
+    create_topic(kafka_bootstrap, topic, partitions=2)
+    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=end, rate=40, drifts=(Drift(1, end - 50 * HOUR_MS, "shift", 1.5),))
+    events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=5)]  # type: ignore[arg-type]
+    events.insert(300, (b"bad", b"\xff\xfe not utf-8"))
+    total = produce(kafka_bootstrap, topic, events)
+    ref = f"ref-{run_id}"
+    Service(load_config(config(tmp_path, ref, kafka_bootstrap, topic)), commit_interval=0.3).run(idle_exit=4)
+    want_alerts, want_commands = transitions(kafka_bootstrap, ref)
+    assert want_alerts and want_commands
+    return topic, total, want_alerts, want_commands, tmp_path
+
+
+@pytest.mark.parametrize("kind", ["abortable", "fatal", "stuck"])
+def test_failed_transactions_rewind_and_lose_nothing(
+    kafka_bootstrap: str, txn_input: tuple[str, int, list[tuple[str, str, str, int]], list[str], Path], kind: str
+) -> None:
+    """Every second transaction (three in all) fails in a way librdkafka reports; the output still equals a clean run.
+
+    The broker is real; only the failure is injected, at the point the client would raise it:
+    an abortable error (abort, rewind), a fatal one (new producer, rewind everything) and a call
+    that never returns (librdkafka#5456: abandon the producer).
+    """
+    from confluent_kafka import KafkaError
+
+    from stream import publish
+    from stream.config import load_config
+    from stream.service import Service
+
+    topic, total, want_alerts, want_commands, tmp_path = txn_input
+    name = f"{kind}-{uuid.uuid4().hex[:8]}"
+    service = Service(load_config(config(tmp_path, name, kafka_bootstrap, topic)), commit_interval=0.3)
+    calls = {"n": 0, "failed": 0}
+    real_commit = publish.Publisher.commit
+
+    def flaky_commit(self: publish.Publisher, offsets: list[TopicPartition], meta: object, timeout: float = 20.0) -> None:
+        calls["n"] += 1
+        if calls["n"] % 2 == 0 and calls["failed"] < 3:
+            calls["failed"] += 1
+            if kind == "abortable":
+                raise KafkaException(KafkaError(KafkaError._STATE, "injected", txn_requires_abort=True))
+            if kind == "fatal":
+                raise KafkaException(KafkaError(KafkaError._FENCED, "injected", fatal=True))
+            self.stuck = True
+            raise publish.ProducerStuck("injected")
+        real_commit(self, offsets, meta, timeout)
+
+    publish.Publisher.commit = flaky_commit  # type: ignore[method-assign]
+    try:
+        summary = service.run(idle_exit=4)
+    finally:
+        publish.Publisher.commit = real_commit  # type: ignore[method-assign]
+    assert calls["failed"] == 3
+    assert service.metrics.transactions_failed._value.get() == 3
+
+    got_alerts, got_commands = transitions(kafka_bootstrap, name)
+    assert len(set(got_alerts)) == len(got_alerts), "duplicate alert transitions"
+    assert len(set(got_commands)) == len(got_commands), "duplicate command ids"
+    assert sorted(got_alerts) == sorted(want_alerts)
+    assert sorted(got_commands) == sorted(want_commands)
+    assert lag(kafka_bootstrap, f"{name}-group", topic, 2) == 0
+    assert [v for _k, v in read_topic(kafka_bootstrap, f"{name}.dlq")] == [b"\xff\xfe not utf-8"]  # type: ignore[misc]
+    # The counts come back with the state: each record counted once although some were read twice.
+    assert summary.consumed == total and summary.processed + summary.dead_lettered == total
