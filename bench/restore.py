@@ -1,0 +1,110 @@
+"""State restore time and size per series: how long a partition takes to come back after a rebalance.
+
+    python bench/restore.py --bootstrap HOST:PORT [--series 10000] [--weeks 1 4 12]
+
+For each history depth, one engine processes a simulated stream of a few segments for that many
+weeks (real window records, real sketches), and its series are then replicated under new segment
+names up to ``--series`` series (each series is serialised in full, so the snapshot has the size a
+real partition of that many series would have). The snapshot is written to a state topic on the
+broker, and a Service restores the partition exactly as on assignment: it reads the state topic,
+decompresses, parses and rebuilds the engine. Reported per depth: snapshot size (JSON and zlib),
+bytes per series, time to snapshot, time to restore, and the restored engine's memory (RSS growth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stream.config import Config, KafkaConfig, ModelConfig  # noqa: E402
+from stream.decode import Record  # noqa: E402
+from stream.engine import Engine, segment_key  # noqa: E402
+from stream.publish import Publisher, ensure_topics  # noqa: E402
+from stream.service import Service  # noqa: E402
+from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
+from stream.state import dumps  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def build(cfg: Config, weeks: int, series: int) -> Engine:
+    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    engine = Engine(cfg, clock=lambda: end / 1000 + 7200)
+    recs = [Record(orjson.dumps(e), None, "in", 0, i) for i, e in enumerate(simulate(Scenario(weeks=weeks, end_ms=end, rate=20), seed=1))]
+    for i in range(0, len(recs), 20_000):
+        engine.process(recs[i:i + 20_000])
+    m = engine.models["fraud"]
+    real = len(engine.series_model)
+    for i in range(series - real):
+        src = i % real
+        seg = {"country": f"X{i}", "channel": engine.series_segment[src]["channel"]}
+        sid = len(engine.series_model)
+        engine.series_model.append("fraud")
+        engine.series_segment.append(seg)
+        engine.series_key.append(segment_key(seg))
+        engine.history.append(engine.history[src])
+        engine.last_active.append(engine.last_active[src])
+        m.by_segment[segment_key(seg)] = sid
+        m.sids.append(sid)
+    return engine
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--series", type=int, default=10_000)
+    ap.add_argument("--weeks", type=int, nargs="+", default=[1, 4, 12])
+    args = ap.parse_args()
+    print(f"# restore of one partition holding {args.series} series (python {sys.version.split()[0]})")
+    print("| weeks of history | JSON MB | zlib MB | zlib KB/series | snapshot s | restore s | restored RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    for weeks in args.weeks:
+        name = f"restore-{uuid.uuid4().hex[:8]}"
+        kafka = KafkaConfig(bootstrap_servers=args.bootstrap, group_id=f"{name}-group", input_topic=f"{name}.in",
+                            alerts_topic=f"{name}.alerts", control_topic=f"{name}.control",
+                            dead_letter_topic=f"{name}.dlq", state_topic=f"{name}.state")
+        cfg = Config(kafka=kafka, models={"fraud": ModelConfig(segment_by=["country", "channel"])})
+        engine = build(cfg, weeks, args.series)
+        t0 = time.perf_counter()
+        raw = dumps(engine)
+        blob = zlib.compress(raw, 3)
+        snap_s = time.perf_counter() - t0
+        del engine
+        gc.collect()
+        ensure_topics(kafka)
+        with tempfile.TemporaryDirectory():
+            pub = Publisher(kafka, transactional_id=f"{name}-tx")
+            pub.begin()
+            service = Service(cfg)
+            pub.put_state(service._state_key(0), blob)
+            pub.commit([], None)
+            before = rss_mb()
+            t0 = time.perf_counter()
+            service._assigned([0])
+            restore_s = time.perf_counter() - t0
+            grown = rss_mb() - before
+            assert len(service.partitions[0].engine.series_model) == args.series
+        print(f"| {weeks} | {len(raw) / 2**20:.0f} | {len(blob) / 2**20:.0f} | {len(blob) / args.series / 1024:.1f} "
+              f"| {snap_s:.1f} | {restore_s:.1f} | {grown:.0f} |", flush=True)
+        del service
+        gc.collect()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
