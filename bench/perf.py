@@ -1,0 +1,171 @@
+"""Performance against the limits of this stack, in one run on one topic (issue 5).
+
+    python bench/perf.py --bootstrap HOST:PORT [--events 1000000] [--segments 1000] [--partitions 3]
+
+One topic of ``--events`` events (``--segments`` segments, the prediction plus 10 numeric features,
+JSON of about 400 bytes, two simulated weeks) is produced once, then:
+
+1. limit: a plain confluent-kafka consumer reads it in batches of 10,000 and discards them;
+2. driftline: the service's whole loop (decode, validate, window, sketch, detect, decide, produce,
+   transactions with state and offsets) over the same topic, monitoring the prediction and the
+   10 features; the rate is timed from the first to the last batch;
+3. replay: the engine over the same events from a JSONL file, no Kafka (one core);
+4. river: ADWIN updated once per event per monitored column (11 columns), the per-event cost a
+   user would pay with the usual tool, on a sample of the same events.
+
+Printed: events/s of each, the driftline/limit ratio, driftline's per-event cost against river's,
+and the replay process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer  # noqa: E402
+
+from stream.config import Config, KafkaConfig, MetricsConfig, ModelConfig  # noqa: E402
+from stream.engine import segment_key  # noqa: E402
+from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
+
+FEATURES = [f"f{j:02d}" for j in range(10)]
+
+
+def make_events(n: int, segments: int) -> list[tuple[bytes, bytes]]:
+    segs = tuple({"country": f"C{i // 10:03d}", "channel": f"ch{i % 10}"} for i in range(segments))
+    weeks = 2
+    rate = n / (segments * weeks * 168) / 0.95  # simulate's mean volume factor is a little under 1
+    end = 1795716000000 // HOUR_MS * HOUR_MS
+    sc = Scenario(weeks=weeks, end_ms=end, segments=segs, rate=rate, correlated_features=10, segment_spread=0.0)
+    out: list[tuple[bytes, bytes]] = []
+    for e in simulate(sc, seed=11):
+        feats = e["features"]
+        assert isinstance(feats, dict)
+        feats.pop("tier", None)
+        feats.pop("amount", None)
+        e["request_id"] = uuid.UUID(int=len(out)).hex  # a realistic extra field: servers send ids and metadata
+        e["host"] = f"model-server-{len(out) % 16:02d}.prod.internal"
+        out.append((f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)))  # type: ignore[arg-type]
+        if len(out) >= n:
+            break
+    return out
+
+
+def plain_consume(bootstrap: str, topic: str, total: int) -> float:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"plain-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 4_194_304})
+    c.subscribe([topic])
+    seen = timed = 0
+    first = 0.0
+    try:
+        while seen < total:
+            msgs = c.consume(num_messages=10_000, timeout=1.0)
+            for m in msgs:
+                m.value()
+            seen += len(msgs)
+            if msgs and not first:
+                first = time.perf_counter()  # timed from the end of the first batch, as for driftline
+            elif msgs:
+                timed += len(msgs)
+        return timed / (time.perf_counter() - first)
+    finally:
+        c.close()
+
+
+def driftline_rate(bootstrap: str, topic: str, models: dict[str, ModelConfig]) -> float:
+    from stream.service import Service
+
+    p = f"perf-{uuid.uuid4().hex[:8]}"
+    kafka = KafkaConfig(bootstrap_servers=bootstrap, group_id=p, input_topic=topic, alerts_topic=f"{p}.alerts",
+                        control_topic=f"{p}.control", dead_letter_topic=f"{p}.dlq", state_topic=f"{p}.state",
+                        batch_size=10_000)
+    service = Service(Config(kafka=kafka, models=models, metrics=MetricsConfig(port=0)))
+    marks: list[tuple[float, int]] = []
+    service.run(idle_exit=5.0, on_batch=lambda s: marks.append((time.perf_counter(), s.consumed)))
+    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
+def replay_rate(events: list[tuple[bytes, bytes]], models: dict[str, ModelConfig]) -> float:
+    from stream.replay import replay
+
+    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
+        f.write(b"\n".join(v for _k, v in events) + b"\n")
+    t0 = time.perf_counter()
+    result = replay(Path(f.name), Config(models=models))
+    rate = result.events / (time.perf_counter() - t0)
+    Path(f.name).unlink()
+    return rate
+
+
+def river_rate(events: list[tuple[bytes, bytes]], sample: int) -> float:
+    from river.drift import ADWIN
+
+    rows = []
+    for _k, v in events[:sample]:
+        e = orjson.loads(v)
+        rows.append((e["prediction"], *(e["features"][f] for f in FEATURES)))
+    detectors: dict[tuple[str, int], ADWIN] = {}
+    segs = [orjson.loads(v)["segment"] for _k, v in events[:sample]]
+    keys = [segment_key(s) for s in segs]
+    t0 = time.perf_counter()
+    for key, row in zip(keys, rows, strict=True):
+        for j, x in enumerate(row):
+            d = detectors.get((key, j))
+            if d is None:
+                d = detectors[(key, j)] = ADWIN()
+            d.update(x)
+    return sample / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    from stream.topics import create_topic, produce
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--segments", type=int, default=1000)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--river-sample", type=int, default=200_000)
+    args = ap.parse_args()
+
+    t = time.perf_counter()
+    events = make_events(args.events, args.segments)
+    size = sum(len(v) for _k, v in events) / len(events)
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}")
+    print(f"events: {len(events):,}, {args.segments} segments, prediction + {len(FEATURES)} features, "
+          f"{size:.0f} bytes avg (generated in {time.perf_counter() - t:.0f}s)")
+    topic = f"perf-{uuid.uuid4().hex[:8]}.in"
+    create_topic(args.bootstrap, topic, partitions=args.partitions)
+    produce(args.bootstrap, topic, events)
+    models = {"fraud": ModelConfig(segment_by=["country", "channel"], features=FEATURES, action="circuit_break")}
+
+    limit = plain_consume(args.bootstrap, topic, len(events))
+    print(f"limit (plain consumer, batches of 10,000, discard): {limit:,.0f} events/s", flush=True)
+    ours = driftline_rate(args.bootstrap, topic, models)
+    print(f"driftline run (whole pipeline, {args.partitions} partitions): {ours:,.0f} events/s", flush=True)
+    print(f"ratio driftline / limit: {ours / limit:.2f}")
+    rep = replay_rate(events, models)
+    print(f"replay (file, no Kafka, one core): {rep:,.0f} events/s", flush=True)
+    riv = river_rate(events, min(args.river_sample, len(events)))
+    print(f"river ADWIN x {1 + len(FEATURES)} columns per event: {riv:,.0f} events/s")
+    print(f"per-event cost: driftline replay {1e6 / rep:.1f} us, river ADWIN {1e6 / riv:.1f} us "
+          f"(ratio {riv / rep:.2f}: below 1 means driftline is cheaper)")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
