@@ -21,7 +21,9 @@ uneven baseline windows mean a wider threshold. Nobody sets a bound by hand.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
@@ -74,6 +76,15 @@ def js_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
     return float(max(0.0, 0.5 * (ka + kb)))
 
 
+def _js_rows(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Row-wise Jensen-Shannon divergence (bits) of two stacks of probability vectors."""
+    m = 0.5 * (a + b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ka = np.where(a > 0, a * np.log2(a / m), 0.0).sum(axis=1)
+        kb = np.where(b > 0, b * np.log2(b / m), 0.0).sum(axis=1)
+    return np.maximum(0.0, 0.5 * (ka + kb))
+
+
 @lru_cache(maxsize=4096)
 def f_quantile(p: float, dfn: int, dfd: int) -> float:
     """Quantile of the F distribution (cached: the same few (alpha, df) pairs recur).
@@ -119,15 +130,16 @@ def distribution_test(current: npt.ArrayLike, baseline: npt.ArrayLike, alpha: fl
     n, m = float(cur.sum()), float(pooled.sum())
     support = int(((pooled + cur) > 0).sum())
     df = max(support - 1, 1)
-    # Learn over-dispersion from the baseline's own windows, each against the rest.
+    # Learn over-dispersion from the baseline's own windows, each against the rest (all at once).
+    ks = base.sum(axis=1)
+    rest = pooled[None, :] - base
+    rest_n = rest.sum(axis=1)
+    ok = (ks > 0) & (rest_n > 0)
     ratios = []
-    for row in base:
-        k = float(row.sum())
-        rest = pooled - row
-        if k <= 0 or rest.sum() <= 0:
-            continue
-        ratios.append(js_divergence(row, rest) / _null_scale(k, float(rest.sum())) / df)
-    phi = max(1.0, float(np.mean(ratios))) if ratios else 1.0
+    if ok.any():
+        jsd = _js_rows(base[ok] / ks[ok, None], rest[ok] / rest_n[ok, None])
+        ratios = (jsd / ((1.0 / ks[ok] + 1.0 / rest_n[ok]) / (8.0 * _LN2)) / df).tolist()
+    phi = max(1.0, sum(ratios) / len(ratios)) if ratios else 1.0
     score = js_divergence(cur, pooled)
     # Sampling noise (dispersion 1) is known; only the excess over it is estimated from the k
     # windows, so the denominator degrees of freedom grow as the excess shrinks (Satterthwaite).
@@ -142,7 +154,7 @@ def distribution_test(current: npt.ArrayLike, baseline: npt.ArrayLike, alpha: fl
 
 
 def mean_shift_test(
-    n: float, total: float, total_sq: float, baseline: npt.ArrayLike, alpha: float
+    n: float, total: float, total_sq: float, baseline: Sequence[Sequence[float]], alpha: float
 ) -> Verdict:
     """Has the window's mean moved, given how the baseline windows' means vary?
 
@@ -158,19 +170,18 @@ def mean_shift_test(
     >>> v = mean_shift_test(500, 500 * 0.36, 500 * (0.36**2 + 0.04), base, 1e-4); v.breach, round(v.z, 1)
     (True, 6.0)
     """
-    b = np.asarray(baseline, dtype=np.float64)
-    counts, sums, sqs = b[:, 0], b[:, 1], b[:, 2]
-    k = len(counts)
-    means = sums / counts
-    within = np.maximum(sqs / counts - means**2, 0.0)
-    pooled_within = float((within * counts).sum() / counts.sum())
+    rows = [(float(c), float(s), float(q)) for c, s, q in baseline]
+    k = len(rows)
+    means = [s / c for c, s, _q in rows]
+    within = [max(q / c - mu * mu, 0.0) for (c, _s, q), mu in zip(rows, means, strict=True)]
+    pooled_within = sum(w * c for w, (c, _s, _q) in zip(within, rows, strict=True)) / sum(c for c, _s, _q in rows)
     mean_cur = total / n
     within_cur = max(total_sq / n - mean_cur**2, 0.0) if n > 1 else pooled_within
-    sampling = within / counts
-    center = float(means.mean())
-    spread = float(np.var(means, ddof=1)) if k > 1 else 0.0
-    tau2 = max(spread - float(sampling.mean()), 0.0)
-    known = max(within_cur, pooled_within) / n + float(sampling.mean()) / k
+    sampling = sum(w / c for w, (c, _s, _q) in zip(within, rows, strict=True)) / k
+    center = sum(means) / k
+    spread = sum((mu - center) ** 2 for mu in means) / (k - 1) if k > 1 else 0.0
+    tau2 = max(spread - sampling, 0.0)
+    known = max(within_cur, pooled_within) / n + sampling / k
     estimated = tau2 * (1.0 + 1.0 / k)
     var_d = known + estimated
     if var_d <= 0:
@@ -181,7 +192,7 @@ def mean_shift_test(
     return Verdict(abs(z), crit, abs(z) > crit, f"baseline mean {center:.4g}, df {min(df, 1e9):.0f}", "mean_shift", z)
 
 
-def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> Verdict:
+def volume_test(count: float, baseline_counts: Sequence[float], alpha: float) -> Verdict:
     """Compare a window's event count with the counts of its baseline windows on a log scale.
 
     The score is the absolute log ratio to the baseline median; the threshold is a two-sided
@@ -195,13 +206,15 @@ def volume_test(count: float, baseline_counts: npt.ArrayLike, alpha: float) -> V
     >>> volume_test(200, [980, 1010, 1005, 990], 1e-4).breach
     True
     """
-    counts = np.asarray(baseline_counts, dtype=np.float64)
-    base = np.log1p(counts)
-    center = float(np.median(base))
+    # Plain floats: k is a dozen at most, and numpy's per-call overhead dominated this per window.
+    counts = [float(c) for c in baseline_counts]
+    base = [math.log1p(c) for c in counts]
+    center = statistics.median(base)
     k = len(base)
-    spread2 = float(np.var(base, ddof=1)) if k > 1 else 0.0
+    mu = sum(base) / k
+    spread2 = sum((b - mu) ** 2 for b in base) / (k - 1) if k > 1 else 0.0
     poisson2 = 1.0 / max(math.expm1(center), 1.0)
-    extra2 = max(spread2 - float(np.mean(1.0 / np.maximum(counts, 1.0))), 0.0)
+    extra2 = max(spread2 - sum(1.0 / max(c, 1.0) for c in counts) / k, 0.0)
     floor2 = 0.05**2
     known = poisson2 + (floor2 if extra2 < floor2 else 0.0)
     estimated = extra2 if extra2 >= floor2 else 0.0

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from .sketch import CategoricalSpec, NumericSpec, Spec
 
 _NUMERIC = (int, float)
+_PLAIN = {int, float, type(None)}
 
 
 class FeatureSketch:
@@ -64,7 +65,10 @@ class FeatureSketch:
                     if type(first) in _NUMERIC else CategoricalSpec(max_labels=16)
                 )
             if isinstance(spec, NumericSpec):
-                arr = np.array([v if type(v) in _NUMERIC else np.nan for v in raw], dtype=np.float64)
+                if set(map(type, raw)) <= _PLAIN:  # the common case: numpy maps None to NaN itself
+                    arr = np.array(raw, dtype=np.float64)
+                else:
+                    arr = np.array([v if type(v) in _NUMERIC else np.nan for v in raw], dtype=np.float64)
                 numeric_cols[j] = arr
                 if not spec.frozen:
                     spec.observe(arr[np.isfinite(arr)])
