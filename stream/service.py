@@ -11,7 +11,8 @@ snapshots of the engines that changed and the consumed offsets, in this order:
   3. send the consumed offsets to the transaction, and commit it.
 A crash anywhere before the commit leaves none of it visible to read_committed readers; the restart
 restores the last committed snapshot and re-reads from the offsets committed with it. A commit
-happens every ``commit_interval`` seconds, before partitions are revoked, and at shutdown.
+happens every ``commit_interval`` seconds (longer when snapshots are slow, see ``_interval``),
+before partitions are revoked, and at shutdown.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Service:
         self.input_partitions = 1
         # One per process, kept across producer replacements so that a new producer fences the old.
         self.transactional_id = f"{config.kafka.group_id}-{uuid.uuid4().hex[:12]}"
+        self.snapshot_seconds = 0.0  # what the last transaction's snapshots took
         self.failed_transactions = 0  # in a row
         self.max_failed_transactions = 20
         self._consumer: BatchConsumer | None = None
@@ -145,7 +147,7 @@ class Service:
                 if records:
                     last_record = time.monotonic()
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
-                if time.monotonic() - last_commit >= self.commit_interval or len(self.buffer.dead_letters) > 50_000:
+                if time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000:
                     self._commit()
                     last_commit = time.monotonic()
                 if on_batch is not None and records:
@@ -186,7 +188,9 @@ class Service:
         dirty = {p: part for p, part in self.partitions.items() if part.dirty}
         if not dirty and not (self.buffer.alerts or self.buffer.commands or self.buffer.dead_letters):
             return
+        t0 = time.perf_counter()
         snapshots = {p: zlib.compress(dumps(part.engine), 3) for p, part in dirty.items()}
+        self.snapshot_seconds = time.perf_counter() - t0
         try:
             publisher.begin()
             publisher.publish(self.buffer.alerts, self.buffer.commands, self.buffer.dead_letters)
@@ -208,6 +212,12 @@ class Service:
         for tp in positions:
             if tp.partition in self.partitions:
                 self.partitions[tp.partition].offset = tp.offset
+
+    def _interval(self) -> float:
+        """Seconds between transactions: ``commit_interval``, stretched so that snapshotting the state
+        takes at most a fifth of the time (large state is costly to serialise; committing less often
+        only means more input to re-read after a crash), and never beyond two minutes."""
+        return min(max(self.commit_interval, 4.0 * self.snapshot_seconds), max(self.commit_interval, 120.0))
 
     def _failed_transaction(self, exc: KafkaException | ProducerStuck, dirty: list[int]) -> None:
         """Recover from a transaction that did not commit, as librdkafka's error kinds require.

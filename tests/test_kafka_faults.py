@@ -312,3 +312,46 @@ def test_failed_transactions_rewind_and_lose_nothing(
     assert [v for _k, v in read_topic(kafka_bootstrap, f"{name}.dlq")] == [b"\xff\xfe not utf-8"]  # type: ignore[misc]
     # The counts come back with the state: each record counted once although some were read twice.
     assert summary.consumed == total and summary.processed + summary.dead_lettered == total
+
+
+def test_bad_input_table_through_kafka(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Every kind of bad input of the engine's table, sent through the broker to a running service.
+
+    Each lands in the dead-letter topic once, with its reason header and the original bytes, and the
+    good event sent after all of them is still processed.
+    """
+    from stream.config import load_config
+    from stream.service import Service
+
+    from .test_engine import BAD_INPUT, END, GOOD
+
+    now = int(time.time() * 1000)
+    shift = now - END  # the table is written against END; move its timestamps to now
+
+    def moved(raw: bytes) -> bytes:
+        try:
+            d = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw
+        if isinstance(d, dict) and isinstance(d.get("ts"), int):
+            d["ts"] += shift
+            return orjson.dumps(d)
+        return raw
+
+    table = [(name, moved(raw), reason) for name, raw, reason in BAD_INPUT]
+    good = moved(orjson.dumps(GOOD))
+    last = moved(orjson.dumps({**GOOD, "event_id": "ok-last"}))
+    name = f"bad-{uuid.uuid4().hex[:8]}"
+    topic = f"{name}.predictions"
+    create_topic(kafka_bootstrap, topic, partitions=1)
+    produce(kafka_bootstrap, topic, [(b"k", good), *((b"k", raw) for _n, raw, _r in table), (b"k", last)])
+
+    service = Service(load_config(config(tmp_path, name, kafka_bootstrap, topic)), commit_interval=0.5)
+    summary = service.run(idle_exit=3)
+    assert (summary.consumed, summary.processed, summary.dead_lettered) == (len(table) + 2, 2, len(table))
+    assert service.healthy()[0]
+
+    dlq = read_topic(kafka_bootstrap, f"{name}.dlq", with_headers=True)
+    got = [(v, h["driftline.reason"].decode()) for _k, v, h in dlq]  # type: ignore[misc]
+    assert got == [(raw, reason) for _n, raw, reason in table]
+    assert all(h["driftline.detail"] and h["driftline.source.topic"] == topic.encode() for _k, _v, h in dlq)  # type: ignore[misc]
