@@ -28,17 +28,15 @@ import time
 import uuid
 from pathlib import Path
 
-import orjson
 from confluent_kafka import Producer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stream import broker  # noqa: E402
-from stream.engine import segment_key  # noqa: E402
-from stream.simulate import HOUR_MS, Drift, Scenario, simulate  # noqa: E402
+from stream.simulate import HOUR_MS, Drift, Scenario  # noqa: E402
 from stream.topics import create_topic  # noqa: E402
-from tests.test_kafka_faults import config, lag, transitions  # noqa: E402
+from tests.test_kafka_faults import config, lag, scenario_events, transitions  # noqa: E402
 
 STOPPED = re.compile(rb"consumed (\d+), processed (\d+), dead-lettered (\d+)")
 
@@ -47,7 +45,7 @@ def events() -> list[tuple[bytes, bytes]]:
     end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
     sc = Scenario(weeks=5, end_ms=end, rate=100,
                   drifts=(Drift(1, end - 60 * HOUR_MS, "shift", 1.5), Drift(3, end - 30 * HOUR_MS, "volume", 0.2)))
-    out = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=21)]  # type: ignore[arg-type]
+    out = scenario_events(sc, seed=21)
     for i, bad in enumerate([b"{broken json", b"\xff\xfe", b"", b'{"model": "fraud"}']):
         out.insert(1000 + i * 50_000, (b"bad", bad))
     return out

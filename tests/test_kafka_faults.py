@@ -111,17 +111,43 @@ def lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
         c.close()
 
 
+def scenario_events(sc: Scenario, seed: int) -> list[tuple[bytes, bytes]]:
+    """The scenario's events, keyed by model|segment as model servers key them."""
+    return [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=seed)]  # type: ignore[arg-type]
+
+
+def fresh_input(bootstrap: str, prefix: str, partitions: int, seed: int, rate: float,
+                drifts: list[tuple[int, int, str, float]], segments: tuple[dict[str, str], ...] | None = None,
+                bad: tuple[int, bytes] | None = None) -> tuple[str, str, int]:
+    """A new input topic with five simulated weeks ending now; drifts are (segment, hours before the
+    end, kind, size); ``bad`` inserts one bad record at an index. Returns run id, topic, records."""
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"{prefix}-{run_id}.predictions"
+    create_topic(bootstrap, topic, partitions=partitions)
+    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=end, rate=rate, **({"segments": segments} if segments else {}),  # type: ignore[arg-type]
+                  drifts=tuple(Drift(seg, end - hours * HOUR_MS, kind, size) for seg, hours, kind, size in drifts))  # type: ignore[arg-type]
+    events = scenario_events(sc, seed=seed)
+    if bad is not None:
+        events.insert(bad[0], (b"bad", bad[1]))
+    return run_id, topic, produce(bootstrap, topic, events)
+
+
+def assert_same_output(bootstrap: str, name: str, topic: str, partitions: int,
+                       want_alerts: list[tuple[str, str, str, int]], want_commands: list[str]) -> None:
+    """What a read_committed reader sees equals the reference run: no duplicates, none missing, lag 0."""
+    got_alerts, got_commands = transitions(bootstrap, name)
+    assert len(set(got_alerts)) == len(got_alerts), "duplicate alert transitions"
+    assert len(set(got_commands)) == len(got_commands), "duplicate command ids"
+    assert sorted(got_alerts) == sorted(want_alerts)
+    assert sorted(got_commands) == sorted(want_commands)
+    assert lag(bootstrap, f"{name}-group", topic, partitions) == 0
+
+
 def test_kill_minus_nine_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
     kills = int(os.environ.get("DRIFTLINE_FAULT_KILLS", "5"))
-    run_id = uuid.uuid4().hex[:8]
-    topic = f"faults-{run_id}.predictions"
-    create_topic(kafka_bootstrap, topic, partitions=3)
-    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
-    sc = Scenario(weeks=5, end_ms=end, rate=100,
-                  drifts=(Drift(1, end - 60 * HOUR_MS, "shift", 1.5), Drift(3, end - 30 * HOUR_MS, "volume", 0.2)))
-    events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=21)]  # type: ignore[arg-type]
-    events.insert(500, (b"bad", b"{broken json"))
-    total = produce(kafka_bootstrap, topic, events)
+    run_id, topic, total = fresh_input(kafka_bootstrap, "faults", 3, 21, 100, [(1, 60, "shift", 1.5), (3, 30, "volume", 0.2)],
+                                       bad=(500, b"{broken json"))
 
     ref = f"ref-{run_id}"
     proc = start(config(tmp_path, ref, kafka_bootstrap, topic), idle_exit=5)
@@ -144,27 +170,16 @@ def test_kill_minus_nine_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_pat
     proc = start(cfg, idle_exit=5)
     assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
 
-    got_alerts, got_commands = transitions(kafka_bootstrap, faulty)
-    assert len(set(got_alerts)) == len(got_alerts), "duplicate alert transitions"
-    assert len(set(got_commands)) == len(got_commands), "duplicate command ids"
-    assert sorted(got_alerts) == sorted(want_alerts)
-    assert sorted(got_commands) == sorted(want_commands)
-    assert lag(kafka_bootstrap, f"{faulty}-group", topic, 3) == 0
+    assert_same_output(kafka_bootstrap, faulty, topic, 3, want_alerts, want_commands)
     dlq = read_topic(kafka_bootstrap, f"{faulty}.dlq")
     assert [v for _k, v in dlq] == [b"{broken json"]  # type: ignore[misc]
 
 
 def test_processes_joining_and_leaving_a_group_give_the_same_alerts(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Two, then three service processes share the partitions, one leaves: same output as one process."""
-    run_id = uuid.uuid4().hex[:8]
-    topic = f"group-{run_id}.predictions"
-    create_topic(kafka_bootstrap, topic, partitions=6)
-    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
     segs = tuple({"country": c, "channel": ch} for c in ("US", "DE", "BR", "FR") for ch in ("web", "app"))
-    sc = Scenario(weeks=5, end_ms=end, rate=25, segments=segs,
-                  drifts=(Drift(1, end - 50 * HOUR_MS, "shift", 1.5), Drift(6, end - 20 * HOUR_MS, "volume", 0.2)))
-    events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=5)]  # type: ignore[arg-type]
-    produce(kafka_bootstrap, topic, events)
+    run_id, topic, _total = fresh_input(kafka_bootstrap, "group", 6, 5, 25, [(1, 50, "shift", 1.5), (6, 20, "volume", 0.2)],
+                                        segments=segs)
 
     ref = f"one-{run_id}"
     proc = start(config(tmp_path, ref, kafka_bootstrap, topic), idle_exit=5)
@@ -191,11 +206,7 @@ def test_processes_joining_and_leaving_a_group_give_the_same_alerts(kafka_bootst
     assert c.wait(timeout=60) == 0
     assert a.wait(timeout=300) == 0 and b.wait(timeout=300) == 0
 
-    got_alerts, got_commands = transitions(kafka_bootstrap, many)
-    assert len(set(got_alerts)) == len(got_alerts) and len(set(got_commands)) == len(got_commands)
-    assert sorted(got_alerts) == sorted(want_alerts)
-    assert sorted(got_commands) == sorted(want_commands)
-    assert lag(kafka_bootstrap, f"{many}-group", topic, 6) == 0
+    assert_same_output(kafka_bootstrap, many, topic, 6, want_alerts, want_commands)
 
 
 def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
@@ -206,13 +217,7 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     info = broker.start(state, heap="384m")
     try:
         bootstrap = info.bootstrap
-        run_id = uuid.uuid4().hex[:8]
-        topic = f"restart-{run_id}.predictions"
-        create_topic(bootstrap, topic, partitions=3)
-        end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
-        sc = Scenario(weeks=5, end_ms=end, rate=100, drifts=(Drift(2, end - 40 * HOUR_MS, "shift", 1.5),))
-        events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=3)]  # type: ignore[arg-type]
-        total = produce(bootstrap, topic, events)
+        run_id, topic, total = fresh_input(bootstrap, "restart", 3, 3, 100, [(2, 40, "shift", 1.5)])
 
         ref = f"ref-{run_id}"
         proc = start(config(tmp_path, ref, bootstrap, topic), idle_exit=5)
@@ -230,11 +235,7 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
         assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
         assert 0 < remaining < total  # the restart hit the service mid-stream
 
-        got_alerts, got_commands = transitions(bootstrap, name)
-        assert len(set(got_alerts)) == len(got_alerts) and len(set(got_commands)) == len(got_commands)
-        assert sorted(got_alerts) == sorted(want_alerts)
-        assert sorted(got_commands) == sorted(want_commands)
-        assert lag(bootstrap, f"{name}-group", topic, 3) == 0
+        assert_same_output(bootstrap, name, topic, 3, want_alerts, want_commands)
     finally:
         broker.stop(state)
 
@@ -246,14 +247,7 @@ def txn_input(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     from stream.service import Service
 
     tmp_path = tmp_path_factory.mktemp("txn")
-    run_id = uuid.uuid4().hex[:8]
-    topic = f"txn-{run_id}.predictions"
-    create_topic(kafka_bootstrap, topic, partitions=2)
-    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
-    sc = Scenario(weeks=5, end_ms=end, rate=40, drifts=(Drift(1, end - 50 * HOUR_MS, "shift", 1.5),))
-    events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=5)]  # type: ignore[arg-type]
-    events.insert(300, (b"bad", b"\xff\xfe not utf-8"))
-    total = produce(kafka_bootstrap, topic, events)
+    run_id, topic, total = fresh_input(kafka_bootstrap, "txn", 2, 5, 40, [(1, 50, "shift", 1.5)], bad=(300, b"\xff\xfe not utf-8"))
     ref = f"ref-{run_id}"
     Service(load_config(config(tmp_path, ref, kafka_bootstrap, topic)), commit_interval=0.3).run(idle_exit=4)
     want_alerts, want_commands = transitions(kafka_bootstrap, ref)
@@ -303,12 +297,7 @@ def test_failed_transactions_rewind_and_lose_nothing(
     assert calls["failed"] == 3
     assert service.metrics.transactions_failed._value.get() == 3
 
-    got_alerts, got_commands = transitions(kafka_bootstrap, name)
-    assert len(set(got_alerts)) == len(got_alerts), "duplicate alert transitions"
-    assert len(set(got_commands)) == len(got_commands), "duplicate command ids"
-    assert sorted(got_alerts) == sorted(want_alerts)
-    assert sorted(got_commands) == sorted(want_commands)
-    assert lag(kafka_bootstrap, f"{name}-group", topic, 2) == 0
+    assert_same_output(kafka_bootstrap, name, topic, 2, want_alerts, want_commands)
     assert [v for _k, v in read_topic(kafka_bootstrap, f"{name}.dlq")] == [b"\xff\xfe not utf-8"]  # type: ignore[misc]
     # The counts come back with the state: each record counted once although some were read twice.
     assert summary.consumed == total and summary.processed + summary.dead_lettered == total
