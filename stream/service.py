@@ -78,7 +78,9 @@ class Service:
         self.stopping = threading.Event()
         self.alerts = 0
         self.commands = 0
-        self.totals = [0, 0, 0, 0]  # consumed, processed, dead-lettered, windows closed (by engines now gone)
+        # Counts (consumed, processed, dead-lettered, windows closed) of partitions that left this
+        # process. A partition that comes back restores its counts with its state, so its entry goes.
+        self.gone: dict[int, list[int]] = {}
         self.last_turn = time.monotonic()
         self.running = False
         self.stall_after = 120.0
@@ -88,6 +90,7 @@ class Service:
         self.transactional_id = f"{config.kafka.group_id}-{uuid.uuid4().hex[:12]}"
         self.snapshot_seconds = 0.0  # what the last transaction's snapshots took
         self.failed_transactions = 0  # in a row
+        self._reconnect = False  # set when the consumer should be started afresh
         self.max_failed_transactions = 20
         self._consumer: BatchConsumer | None = None
         self._publisher: Publisher | None = None
@@ -150,6 +153,8 @@ class Service:
                 if time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000:
                     self._commit()
                     last_commit = time.monotonic()
+                if self._reconnect:
+                    consumer = self._new_consumer()
                 if on_batch is not None and records:
                     on_batch(self.summary(started))
                 if idle_exit is not None and time.monotonic() - last_record > idle_exit:
@@ -157,7 +162,7 @@ class Service:
             self._commit()
         finally:
             self.running = False
-            consumer.close()
+            (self._consumer or consumer).close()
         return self.summary(started)
 
     def _process(self, records: list[Record], caught_up: list[int]) -> None:
@@ -236,6 +241,7 @@ class Service:
         if self.failed_transactions > self.max_failed_transactions:
             raise exc
         if isinstance(exc, ProducerStuck) or (err is not None and err.fatal()):
+            self._reconnect = isinstance(exc, ProducerStuck)
             log.warning("producer unusable (%s): new producer, rewinding to the last committed state", exc)
             self._new_publisher()
             self._rewind(list(self.partitions))
@@ -249,6 +255,26 @@ class Service:
             self._new_publisher()
             dirty = list(self.partitions)
         self._rewind(dirty)
+
+    def _new_consumer(self) -> BatchConsumer:
+        """After the producer got stuck (the cluster went away and came back), start the consumer
+        afresh too: a consumer that lived through the outage was once seen never to rejoin its
+        group. Everything uncommitted was rewound already, so closing hands over nothing."""
+        self._reconnect = False
+        old = self._consumer
+        if old is not None:
+            try:
+                old.close()  # revokes: the partitions' committed state is what is left
+            except KafkaException as exc:
+                log.warning("closing the old consumer: %s", exc)
+        for p in list(self.partitions):
+            self.gone[p] = _counts(self.partitions.pop(p).engine)
+        self.buffer = Output()
+        log.warning("consumer restarted after the producer was replaced")
+        self._consumer = BatchConsumer(
+            self.config.kafka, on_revoke=self._revoked, on_assign=self._assigned, on_lost=self._lost
+        )
+        return self._consumer
 
     def _new_publisher(self) -> None:
         cfg = self.config.kafka
@@ -315,6 +341,7 @@ class Service:
                 if tp.offset >= 0:
                     offsets[tp.partition] = tp.offset
         for p in partitions:
+            self.gone.pop(p, None)
             engine = self._engine_from(found.get(p))
             engine.watermark.assign(p, self.clock())
             self.partitions[p] = _Partition(engine, found.get(p), offsets[p])
@@ -331,7 +358,7 @@ class Service:
         for p in partitions:
             part = self.partitions.pop(p, None)
             if part is not None:
-                self.totals = [a + b for a, b in zip(self.totals, _counts(part.engine), strict=True)]
+                self.gone[p] = _counts(part.engine)
 
     def _lost(self, partitions: list[int]) -> None:
         """Partitions taken away without a clean hand-over: abandon what was not committed.
@@ -356,7 +383,7 @@ class Service:
             self._rewind_offsets(list(self.partitions))
 
     def summary(self, started: float) -> RunSummary:
-        totals = list(self.totals)
+        totals = [sum(c) for c in zip([0, 0, 0, 0], *self.gone.values(), strict=False)]
         for part in self.partitions.values():
             totals = [a + b for a, b in zip(totals, _counts(part.engine), strict=True)]
         return RunSummary(
