@@ -98,12 +98,10 @@ class Publisher:
             settings["transactional.id"] = transactional_id
         self.producer = Producer(settings, logger=log)
         self._errors: list[str] = []
+        self.in_transaction = False
+        self.stuck = False  # a transactional call hung: the producer must not be called again
         if transactional_id:
             self.producer.init_transactions(60)
-
-    in_transaction = False
-
-    stuck = False
 
     def close(self) -> None:
         """Give up on this producer (after a fatal error): whatever it still holds is abandoned."""
@@ -135,7 +133,6 @@ class Publisher:
             raise KafkaException(f"records not delivered: {errors[:5]}")
 
     def abort(self, timeout: float = 30.0) -> None:
-        self._errors = []
         self._retry(lambda: self._bounded(lambda: self.producer.abort_transaction(timeout), timeout))
         self.producer.poll(0)  # serve the aborted records' reports now, not in the next transaction
         self._errors = []

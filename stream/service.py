@@ -24,7 +24,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
@@ -58,7 +58,6 @@ class _Partition:
     committed_state: bytes | None = None  # the snapshot of the last committed transaction
     offset: int = OFFSET_BEGINNING  # the input offset committed with it
     dirty: bool = False
-    counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
 
 
 class Service:
@@ -132,10 +131,8 @@ class Service:
         created = ensure_topics(cfg)
         if created:
             log.info("created topics %s", created)
-        self._publisher = Publisher(cfg, transactional_id=self.transactional_id)
-        consumer = self._consumer = BatchConsumer(
-            cfg, on_revoke=self._revoked, on_assign=self._assigned, on_lost=self._lost
-        )
+        self._new_publisher()
+        consumer = self._consumer = self._make_consumer()
         started = time.monotonic()
         last_record = last_commit = time.monotonic()
         self.running = True
@@ -162,7 +159,7 @@ class Service:
             self._commit()
         finally:
             self.running = False
-            (self._consumer or consumer).close()
+            consumer.close()
         return self.summary(started)
 
     def _process(self, records: list[Record], caught_up: list[int]) -> None:
@@ -271,10 +268,11 @@ class Service:
             self.gone[p] = _counts(self.partitions.pop(p).engine)
         self.buffer = Output()
         log.warning("consumer restarted after the producer was replaced")
-        self._consumer = BatchConsumer(
-            self.config.kafka, on_revoke=self._revoked, on_assign=self._assigned, on_lost=self._lost
-        )
+        self._consumer = self._make_consumer()
         return self._consumer
+
+    def _make_consumer(self) -> BatchConsumer:
+        return BatchConsumer(self.config.kafka, on_revoke=self._revoked, on_assign=self._assigned, on_lost=self._lost)
 
     def _new_publisher(self) -> None:
         cfg = self.config.kafka
