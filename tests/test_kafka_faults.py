@@ -194,13 +194,15 @@ def test_processes_joining_and_leaving_a_group_give_the_same_alerts(kafka_bootst
         p = p.rename(tmp_path / f"{many}-{i}.toml")
         p.write_text(p.read_text().replace(f'instance_id = "{many}-1"', f'instance_id = "{many}-{i}"'))
         cfgs.append(p)
-    a = start(cfgs[0], idle_exit=8)
+    # A static member that stops does not leave the group: its partitions wait for its session
+    # (10 s here) to expire before they move. The others must outlive that to take them over.
+    a = start(cfgs[0], idle_exit=15)
     time.sleep(1.5)
-    b = start(cfgs[1], idle_exit=8)  # joins: partitions move, state is restored on b
+    b = start(cfgs[1], idle_exit=15)  # joins: partitions move, state is restored on b
     time.sleep(1.5)
     port = free_port()
     cfgs[2].write_text(cfgs[2].read_text().replace("port = 0", f"port = {port}"))
-    c = start(cfgs[2])  # joins, then leaves cleanly once it is consuming
+    c = start(cfgs[2])  # joins, then stops cleanly once it is consuming
     wait_ready(port, c)
     c.send_signal(signal.SIGTERM)
     assert c.wait(timeout=60) == 0
