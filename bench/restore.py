@@ -7,8 +7,9 @@ weeks (real window records, real sketches), and its series are then replicated u
 names up to ``--series`` series (each series is serialised in full, so the snapshot has the size a
 real partition of that many series would have). The snapshot is written to a state topic on the
 broker, and a Service restores the partition exactly as on assignment: it reads the state topic,
-decompresses, parses and rebuilds the engine. Reported per depth: snapshot size (JSON and zlib),
-bytes per series, time to snapshot, time to restore, and the restored engine's memory (RSS growth).
+decompresses, parses and rebuilds the engine. Reported per depth: snapshot size (raw and zlib),
+bytes per series, time to snapshot, time to restore, the restored engine's memory (RSS growth),
+and the series store's array bytes per series (all slots, prediction and volume signals).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from stream.engine import Engine, segment_key  # noqa: E402
 from stream.publish import Publisher, ensure_topics  # noqa: E402
 from stream.service import Service  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
-from stream.state import dumps  # noqa: E402
+from stream.state import chunk_key, dumps, to_chunks  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -57,10 +58,16 @@ def build(cfg: Config, weeks: int, series: int) -> Engine:
         engine.series_model.append("fraud")
         engine.series_segment.append(seg)
         engine.series_key.append(segment_key(seg))
-        engine.history.append(engine.history[src])
         engine.last_active.append(engine.last_active[src])
         m.by_segment[segment_key(seg)] = sid
         m.sids.append(sid)
+        st = m.store
+        a, b = st.rows[src], st.row(sid)
+        for arr in (st.scal, st.hist, st.fhist, st.fdisp, st.recent, st.recent_n, st.same):
+            arr[b] = arr[a]
+        det = engine.online.get((src, "prediction"))
+        if det is not None:
+            engine.online[(sid, "prediction")] = type(det)(det.state)
     return engine
 
 
@@ -71,8 +78,8 @@ def main() -> int:
     ap.add_argument("--weeks", type=int, nargs="+", default=[1, 4, 12])
     args = ap.parse_args()
     print(f"# restore of one partition holding {args.series} series (python {sys.version.split()[0]})")
-    print("| weeks of history | JSON MB | zlib MB | zlib KB/series | snapshot s | restore s | restored RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| weeks of history | raw MB | zlib MB | zlib KB/series | snapshot s | restore s | restored RSS MB | store KB/series |")
+    print("|---|---|---|---|---|---|---|---|")
     for weeks in args.weeks:
         name = f"restore-{uuid.uuid4().hex[:8]}"
         kafka = KafkaConfig(bootstrap_servers=args.bootstrap, group_id=f"{name}-group", input_topic=f"{name}.in",
@@ -80,6 +87,7 @@ def main() -> int:
                             dead_letter_topic=f"{name}.dlq", state_topic=f"{name}.state")
         cfg = Config(kafka=kafka, models={"fraud": ModelConfig(segment_by=["country", "channel"])})
         engine = build(cfg, weeks, args.series)
+        store_kb = engine.models["fraud"].store.nbytes() / args.series / 1024
         t0 = time.perf_counter()
         raw = dumps(engine)
         blob = zlib.compress(raw, 3)
@@ -91,7 +99,8 @@ def main() -> int:
             pub = Publisher(kafka, transactional_id=f"{name}-tx")
             pub.begin()
             service = Service(cfg)
-            pub.put_state(service._state_key(0), blob)
+            for i, chunk in enumerate(to_chunks(blob)):
+                pub.put_state(chunk_key(service._state_key(0), i), chunk)
             pub.commit([], None)
             before = rss_mb()
             t0 = time.perf_counter()
@@ -100,7 +109,7 @@ def main() -> int:
             grown = rss_mb() - before
             assert len(service.partitions[0].engine.series_model) == args.series
         print(f"| {weeks} | {len(raw) / 2**20:.0f} | {len(blob) / 2**20:.0f} | {len(blob) / args.series / 1024:.1f} "
-              f"| {snap_s:.1f} | {restore_s:.1f} | {grown:.0f} |", flush=True)
+              f"| {snap_s:.1f} | {restore_s:.1f} | {grown:.0f} | {store_kb:.1f} |", flush=True)
         del service
         gc.collect()
     return 0

@@ -1,85 +1,459 @@
-"""Per-series window history and the choice of a same-slot baseline.
+"""Per-series baselines by calendar slot, kept as fixed-size statistics in arrays.
 
-Each closed window is kept under its calendar slot keys (bounded deques) and in the last-24-windows
-list. The baseline of a new window is the last K usable windows of its preferred slot, backing off
-along the slot's chain when the slot has fewer than ``min_windows``. Windows that breached are not
-used as baseline for ``adapt_after`` (so a drift is not learned as normal at once; after that the
-new regime becomes the baseline and the alert can resolve).
+A closed window is folded into each of its slot's store keys (``Slot.store``): the mean histogram
+of the prediction and of each feature, the dispersion of windows around that mean (each window is
+scored against the slot *before* it is folded in, so it is never compared with itself), the mean
+and spread of window means, and the mean and spread of log counts. Each statistic is a running
+mean over the last ``k`` windows' worth of history (exponential forgetting with weight ``1/k``
+once ``k`` windows were seen), so a slot costs the same bytes after one week as after a year.
+
+Windows that breached (or closed while their series was firing) are held aside for
+``adapt_after`` before they are folded in: a drift is not learned as normal at once, but after that
+the new regime becomes the baseline and the alert can resolve.
+
+The baseline of a new window is the first key of its slot's chain with enough windows (back-off).
+One store per model holds all its series: rows are series, columns are slot keys, so memory is a
+few numpy arrays (about 100 bytes per slot and signal) and a snapshot is those arrays' bytes.
+
+>>> import numpy as np
+>>> store = SeriesStore(k=8)
+>>> row = store.row(0)
+>>> key = ("how", 0, 9)
+>>> for week in range(4):
+...     w = Window(start=week, count=100, hist=np.array([50, 50]), total=50.0, total_sq=50.0)
+...     store.fold(0, (key,), w, usable=True)
+>>> b = store.baseline(0, (key,), usable=True, min_windows=3)
+>>> b.windows, b.hist.tolist(), round(b.center, 2)
+(4, [50.0, 50.0], 0.5)
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import base64
+import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .calendar import Slot, SlotKey
+from .calendar import SlotKey
+
+F32 = np.float32
+# One point of a series' score history (for the alert's pictures): signals are prediction, volume,
+# feature. Half floats for scores: the picture needs three digits, and a point is kept per slot.
+POINT = np.dtype([("start", "<i8"), ("count", "<f4"), ("score", "<f2", (3,)), ("threshold", "<f2", (3,))])
+SIGNAL_INDEX = {"prediction": 0, "volume": 1, "feature": 2}
+RECENT = 24  # windows of recent history per series
+SAME_SLOT = 4  # past windows of the same slot per series (the "same hour in past weeks" picture)
+_LN2 = math.log(2.0)
 
 
 @dataclass(slots=True)
-class WindowRecord:
+class Window:
+    """A closed window's sums, as it is folded into (or held aside from) the baseline."""
+
     start: int
     count: int
-    hist: npt.NDArray[np.int32] | None
+    hist: npt.NDArray[np.int64] | None
     total: float = 0.0
     total_sq: float = 0.0
-    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
-    flagged: bool = False
-    features: dict[str, npt.NDArray[np.int32]] | None = None
+    features: dict[str, npt.NDArray[np.int64]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
+    """The statistics of the slot key a window is compared with (copies: later folds do not move them)."""
+
     key: SlotKey
-    records: list[WindowRecord]
+    windows: int
     preferred: bool
+    hist: npt.NDArray[np.float32]  # mean counts per bin of one window
+    dispersion: float  # mean ratio of a window's divergence to pure sampling noise
+    ratios: int  # windows that ratio is learned from
+    center: float  # mean of the window means (numeric predictions)
+    spread: float  # variance of the window means
+    sampling: float  # mean over windows of within-window variance / count
+    within: float  # mean within-window variance
+    log_center: float  # mean of log1p(count)
+    log_spread: float  # variance of log1p(count)
+    inv_count: float  # mean of 1 / count
+    # per feature: mean hist, dispersion, ratios, windows
+    features: dict[str, tuple[npt.NDArray[np.float32], float, int, int]] | None = None
 
 
-class SeriesHistory:
-    """Closed windows of one series (model x segment), by calendar slot."""
+def js_rows(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Row-wise Jensen-Shannon divergence (bits) of two stacks of probability vectors."""
+    m = 0.5 * (a + b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ka = np.where(a > 0, a * np.log2(a / m), 0.0).sum(axis=-1)
+        kb = np.where(b > 0, b * np.log2(b / m), 0.0).sum(axis=-1)
+    return np.maximum(0.0, 0.5 * (ka + kb))
 
-    __slots__ = ("slots", "recent", "keep")
 
-    def __init__(self, keep: int, recent: int = 24):
-        self.keep = keep
-        self.slots: dict[SlotKey, deque[WindowRecord]] = {}
-        self.recent: deque[WindowRecord] = deque(maxlen=recent)
+def dispersion_ratios(
+    current: npt.NDArray[Any], mean: npt.NDArray[Any], windows: float
+) -> npt.NDArray[np.float64]:
+    """Divergence of each row of ``current`` from the matching row of ``mean`` (the per-window mean
+    of ``windows`` windows), in units of its sampling noise per degree of freedom: about 1 when the
+    window differs from the slot by sampling noise only. NaN where either side is empty."""
+    cur = np.atleast_2d(np.asarray(current, dtype=np.float64))
+    pooled = np.atleast_2d(np.asarray(mean, dtype=np.float64)) * windows
+    n, m = cur.sum(axis=-1), pooled.sum(axis=-1)
+    df = np.maximum(((cur + pooled) > 0).sum(axis=-1) - 1, 1)
+    ok = (n > 0) & (m > 0)
+    out = np.full(len(cur), np.nan)
+    if ok.any():
+        jsd = js_rows(cur[ok] / n[ok, None], pooled[ok] / m[ok, None])
+        out[ok] = jsd / ((1.0 / n[ok] + 1.0 / m[ok]) / (8.0 * _LN2)) / df[ok]
+    return out
 
-    def add(self, slot: Slot, record: WindowRecord) -> None:
-        for key in slot.store:
-            dq = self.slots.get(key)
-            if dq is None:
-                dq = self.slots[key] = deque(maxlen=self.keep)
-            dq.append(record)
-        self.recent.append(record)
 
-    def same_slot(self, slot: Slot) -> list[WindowRecord]:
-        return list(self.slots.get(slot.chain[0], ()))
+def _ew(mean: float, var: float, x: float, w: float) -> tuple[float, float]:
+    """Exponentially weighted mean and (population) variance, one more value with weight ``w``."""
+    d = x - mean
+    mean += w * d
+    return mean, (1.0 - w) * (var + w * d * d)
 
+
+def array_out(a: npt.NDArray[Any], parts: list[bytes] | None) -> dict[str, Any]:
+    """An array as dtype, shape and its little-endian bytes: appended to ``parts`` (a binary
+    snapshot) or inline as base64 (a JSON one)."""
+    d: dict[str, Any] = {"dtype": a.dtype.str if a.dtype.names is None else "point", "shape": list(a.shape)}
+    raw = np.ascontiguousarray(a).tobytes()
+    if parts is None:
+        d["data"] = base64.b64encode(raw).decode("ascii")
+    else:
+        d["part"] = len(parts)
+        parts.append(raw)
+    return d
+
+
+def array_in(d: dict[str, Any], parts: list[memoryview] | None) -> npt.NDArray[Any]:
+    dtype = POINT if d["dtype"] == "point" else np.dtype(d["dtype"])
+    if dtype.byteorder == ">" or dtype.hasobject:
+        raise ValueError(f"unsupported array type {d['dtype']!r}")
+    raw = base64.b64decode(d["data"]) if "data" in d else (parts or [])[int(d["part"])]
+    shape = tuple(int(x) for x in d["shape"])
+    if len(raw) != dtype.itemsize * math.prod(shape):
+        raise ValueError(f"array of shape {shape} has {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+def _grow(a: npt.NDArray[Any], axis: int, size: int) -> npt.NDArray[Any]:
+    """``a`` with axis ``axis`` zero-padded to ``size`` (fresh zeros: pages the OS maps only when written)."""
+    if a.shape[axis] >= size:
+        return a
+    shape = list(a.shape)
+    shape[axis] = size
+    out = np.zeros(shape, a.dtype)
+    out[tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
+class SeriesStore:
+    """All series of one model: slot statistics, held-aside windows and score history, by series row."""
+
+    # Per-(row, key) scalars: usable windows, all windows, dispersion mean, dispersion count,
+    # mean of means, variance of means, sampling, within, log center, log spread, mean 1/count,
+    # windows with features.
+    N_PRED, N_ALL, DISP, DISP_N, CENTER, SPREAD, SAMPLING, WITHIN, LOG_C, LOG_S, INV, N_FEAT = range(12)
+    SCALARS = 12
+
+    def __init__(self, k: int):
+        self.k = k
+        self.keys: dict[SlotKey, int] = {}  # slot key -> column
+        self.point_keys: dict[SlotKey, int] = {}  # preferred slot key -> column of the same-slot history
+        self.rows: dict[int, int] = {}  # series id -> row
+        self.free: list[int] = []
+        self.features: list[str] = []
+        self.fsize: list[int] = []  # bins of each feature (0: not seen yet)
+        self.bins = 0
+        self.scal = np.zeros((0, 0, self.SCALARS), F32)
+        self.hist = np.zeros((0, 0, 0), F32)
+        self.fhist = np.zeros((0, 0, 0, 0), F32)
+        self.fdisp = np.zeros((0, 0, 0, 2), F32)
+        self.recent = np.zeros((0, RECENT), POINT)
+        self.recent_n = np.zeros(0, np.int64)
+        self.same = np.zeros((0, 0, SAME_SLOT), POINT)
+        self.held: dict[int, list[tuple[tuple[SlotKey, ...], Window, bool]]] = {}
+
+    # ----------------------------------------------------------------- rows and columns
+    def row(self, sid: int) -> int:
+        r = self.rows.get(sid)
+        if r is not None:
+            return r
+        if self.free:
+            r = self.free.pop()
+        else:
+            r = len(self.rows)
+            if r >= len(self.scal):
+                self._resize(rows=max(16, len(self.scal) * 5 // 4))
+        self.rows[sid] = r
+        return r
+
+    def drop(self, sid: int) -> None:
+        """Forget a series (its row is zeroed and reused)."""
+        r = self.rows.pop(sid, None)
+        if r is None:
+            return
+        for a in (self.scal, self.hist, self.fhist, self.fdisp, self.recent, self.same):
+            a[r] = 0
+        self.recent_n[r] = 0
+        self.held.pop(sid, None)
+        self.free.append(r)
+
+    def _col(self, key: SlotKey) -> int:
+        c = self.keys.get(key)
+        if c is None:
+            c = self.keys[key] = len(self.keys)
+            if c >= self.scal.shape[1]:
+                self._resize(cols=max(8, 2 * self.scal.shape[1]))
+        return c
+
+    def _pcol(self, key: SlotKey) -> int:
+        c = self.point_keys.get(key)
+        if c is None:
+            c = self.point_keys[key] = len(self.point_keys)
+            if c >= self.same.shape[1]:
+                self.same = _grow(self.same, 1, max(8, 2 * self.same.shape[1]))
+        return c
+
+    def _resize(self, rows: int | None = None, cols: int | None = None) -> None:
+        for axis, size in ((0, rows), (1, cols)):
+            if size is None:
+                continue
+            self.scal = _grow(self.scal, axis, size)
+            self.hist = _grow(self.hist, axis, size)
+            self.fhist = _grow(self.fhist, axis, size)
+            self.fdisp = _grow(self.fdisp, axis, size)
+            if axis == 0:
+                self.recent = _grow(self.recent, 0, size)
+                self.recent_n = _grow(self.recent_n, 0, size)
+                self.same = _grow(self.same, 0, size)
+
+    def _shape_for(self, w: Window) -> None:
+        if w.hist is not None and len(w.hist) > self.hist.shape[2]:
+            self.hist = _grow(self.hist, 2, len(w.hist))
+            self.bins = len(w.hist)
+        for name, h in (w.features or {}).items():
+            if name not in self.features:
+                self.features.append(name)
+                self.fsize.append(0)
+                self.fhist = _grow(self.fhist, 2, len(self.features))
+                self.fdisp = _grow(self.fdisp, 2, len(self.features))
+            if len(h) > self.fhist.shape[3]:
+                self.fhist = _grow(self.fhist, 3, len(h))
+
+    # ----------------------------------------------------------------- learning
+    def hold(self, sid: int, keys: tuple[SlotKey, ...], w: Window, usable: bool) -> None:
+        """Keep a flagged window aside; ``release`` folds it in once it is old enough."""
+        self.held.setdefault(sid, []).append((keys, w, usable))
+
+    def release(self, sid: int, before: int) -> None:
+        """Fold in the held windows that started before ``before``."""
+        held = self.held.get(sid)
+        if not held:
+            return
+        keep = []
+        for keys, w, usable in held:
+            if w.start < before:
+                self.fold(sid, keys, w, usable)
+            else:
+                keep.append((keys, w, usable))
+        if keep:
+            self.held[sid] = keep
+        else:
+            del self.held[sid]
+
+    def fold(self, sid: int, keys: tuple[SlotKey, ...], w: Window, usable: bool) -> None:
+        """Learn one closed window into each of the given slot keys."""
+        self._shape_for(w)
+        r = self.row(sid)
+        k = self.k
+        log_count = math.log1p(w.count)
+        inv = 1.0 / max(w.count, 1)
+        for key in keys:
+            c = self._col(key)
+            s = self.scal[r, c]
+            n_all = float(s[self.N_ALL])
+            wt = 1.0 / min(n_all + 1.0, k)
+            s[self.LOG_C], s[self.LOG_S] = _ew(float(s[self.LOG_C]), float(s[self.LOG_S]), log_count, wt)
+            s[self.INV] += wt * (inv - float(s[self.INV]))
+            s[self.N_ALL] = n_all + 1
+            if not usable or w.hist is None:
+                continue
+            n_pred = float(s[self.N_PRED])
+            b = len(w.hist)
+            mean_hist = self.hist[r, c, :b]
+            if n_pred >= 1:
+                ratio = float(dispersion_ratios(w.hist, mean_hist, min(n_pred, k))[0])
+                if ratio == ratio:
+                    n_d = float(s[self.DISP_N])
+                    s[self.DISP] += (ratio - float(s[self.DISP])) / min(n_d + 1.0, k)
+                    s[self.DISP_N] = n_d + 1
+            wt = 1.0 / min(n_pred + 1.0, k)
+            mean_hist += wt * (w.hist - mean_hist)
+            mu = w.total / w.count
+            within = max(w.total_sq / w.count - mu * mu, 0.0)
+            s[self.CENTER], s[self.SPREAD] = _ew(float(s[self.CENTER]), float(s[self.SPREAD]), mu, wt)
+            s[self.SAMPLING] += wt * (within / w.count - float(s[self.SAMPLING]))
+            s[self.WITHIN] += wt * (within - float(s[self.WITHIN]))
+            s[self.N_PRED] = n_pred + 1
+            if w.features:
+                self._fold_features(r, c, s, w.features)
+
+    def _fold_features(self, r: int, c: int, s: npt.NDArray[np.float32], feats: dict[str, npt.NDArray[np.int64]]) -> None:
+        idx, rows = [], []
+        for name, h in feats.items():
+            i = self.features.index(name)
+            if len(h) <= 1:
+                continue  # the feature's bins are not learned yet
+            if self.fsize[i] == 0:
+                self.fsize[i] = len(h)
+            if len(h) != self.fsize[i]:
+                continue
+            idx.append(i)
+            rows.append(np.pad(h, (0, self.fhist.shape[3] - len(h))))
+        if not idx:
+            return
+        n_f = float(s[self.N_FEAT])
+        cur = np.stack(rows)
+        means = self.fhist[r, c, idx]
+        if n_f >= 1:
+            ratios = dispersion_ratios(cur, means, min(n_f, self.k))
+            disp = self.fdisp[r, c, idx]
+            ok = ~np.isnan(ratios)
+            disp[ok, 0] += (ratios[ok] - disp[ok, 0]) / np.minimum(disp[ok, 1] + 1.0, self.k)
+            disp[ok, 1] += 1
+            self.fdisp[r, c, idx] = disp
+        self.fhist[r, c, idx] = means + (cur - means) / min(n_f + 1.0, self.k)
+        s[self.N_FEAT] = n_f + 1
+
+    # ----------------------------------------------------------------- baselines
     def baseline(
         self,
+        sid: int,
         chain: tuple[SlotKey, ...],
-        now: int,
-        k: int,
+        usable: bool,
         min_windows: int,
-        adapt_after: int,
-        usable: Callable[[WindowRecord], bool],
         min_named_holiday: int | None = None,
     ) -> Baseline | None:
-        """The last ``k`` usable windows of the first slot in the chain that has enough of them.
+        """The statistics of the first key in the chain with enough windows (usable ones, or all).
 
         Enough is ``min_windows``, or ``min_named_holiday`` for one named holiday (a holiday comes
         once a year: two past Christmases are worth more than eight Sundays).
         """
+        r = self.rows.get(sid)
+        if r is None:
+            return None
+        which = self.N_PRED if usable else self.N_ALL
         for i, key in enumerate(chain):
+            c = self.keys.get(key)
+            if c is None:
+                continue
+            s = self.scal[r, c]
+            n = int(s[which])
             need = min_named_holiday if (min_named_holiday and key[0] == "holiday" and len(key) == 3) else min_windows
-            source = self.slots.get(key, ())
-            picked = [
-                r for r in source if usable(r) and (not r.flagged or now - r.start >= adapt_after)
-            ][-k:]
-            if len(picked) >= need:
-                return Baseline(key, picked, preferred=i == 0)
+            if n < need:
+                continue
+            feats = None
+            if usable and s[self.N_FEAT] >= 2:
+                nf = min(int(s[self.N_FEAT]), self.k)
+                feats = {name: (self.fhist[r, c, j, : self.fsize[j]].copy(), float(self.fdisp[r, c, j, 0]),
+                                min(int(self.fdisp[r, c, j, 1]), self.k), nf)
+                         for j, name in enumerate(self.features) if self.fsize[j]}
+            return Baseline(
+                key, min(n, self.k), i == 0, self.hist[r, c, : self.bins].copy(),
+                float(s[self.DISP]), min(int(s[self.DISP_N]), self.k),
+                float(s[self.CENTER]), float(s[self.SPREAD]), float(s[self.SAMPLING]), float(s[self.WITHIN]),
+                float(s[self.LOG_C]), float(s[self.LOG_S]), float(s[self.INV]), feats,
+            )
         return None
+
+    # ----------------------------------------------------------------- score history
+    def note(self, sid: int, key: SlotKey, start: int, count: int, scores: dict[str, tuple[float, float]]) -> None:
+        """Remember a closed window's scores: in the series' recent windows and its same-slot history."""
+        r = self.row(sid)
+        p = np.zeros((), POINT)
+        p["start"], p["count"] = start, count
+        p["score"][:] = np.nan
+        p["threshold"][:] = np.nan
+        for signal, (score, threshold) in scores.items():
+            p["score"][SIGNAL_INDEX[signal]] = score
+            p["threshold"][SIGNAL_INDEX[signal]] = threshold
+        n = int(self.recent_n[r])
+        self.recent[r, n % RECENT] = p
+        self.recent_n[r] = n + 1
+        c = self._pcol(key)  # may grow self.same: index after
+        same = self.same[r, c]
+        same[:-1] = same[1:].copy()
+        same[-1] = p
+
+    def history(self, sid: int, key: SlotKey) -> tuple[list[Any], list[Any]]:
+        """(recent, same slot) points, oldest first, as (start, count, scores, thresholds) rows."""
+        r = self.rows.get(sid)
+        if r is None:
+            return [], []
+        n = int(self.recent_n[r])
+        order = [(n + i) % RECENT for i in range(RECENT)] if n >= RECENT else list(range(n))
+        recent = [self.recent[r, i] for i in order]
+        c = self.point_keys.get(key)
+        same = [] if c is None else [p for p in self.same[r, c] if p["start"] != 0]
+        return recent, same
+
+    # ----------------------------------------------------------------- snapshot
+    def nbytes(self) -> int:
+        """Bytes of the live series' rows over the slot keys in use (what a snapshot carries)."""
+        nk, npk = len(self.keys), len(self.point_keys)
+        per_row = sum(a[:1, :nk].nbytes for a in (self.scal, self.hist, self.fhist, self.fdisp))
+        per_row += self.same[:1, :npk].nbytes + self.recent[:1].nbytes + 8
+        return per_row * len(self.rows)
+
+    def snapshot(self, parts: list[bytes] | None = None) -> dict[str, Any]:
+        """Live rows only, as arrays (see ``array_out``) and plain lists."""
+        sids = sorted(self.rows)
+        rows = np.array([self.rows[s] for s in sids], dtype=np.int64)
+        nk, npk = len(self.keys), len(self.point_keys)
+        return {
+            "k": self.k, "bins": self.bins, "features": self.features, "fsize": self.fsize,
+            "keys": [list(k) for k in self.keys], "point_keys": [list(k) for k in self.point_keys], "sids": sids,
+            "scal": array_out(self.scal[rows, :nk], parts), "hist": array_out(self.hist[rows, :nk], parts),
+            "fhist": array_out(self.fhist[rows, :nk], parts), "fdisp": array_out(self.fdisp[rows, :nk], parts),
+            "recent": array_out(self.recent[rows], parts), "recent_n": self.recent_n[rows].tolist(),
+            "same": array_out(self.same[rows, :npk], parts),
+            "held": [[sid, [[[list(k) for k in keys], _window_out(w), usable] for keys, w, usable in held]]
+                     for sid, held in self.held.items()],
+        }
+
+    @classmethod
+    def restore(cls, d: dict[str, Any], parts: list[memoryview] | None = None) -> SeriesStore:
+        st = cls(int(d["k"]))
+        st.bins = int(d["bins"])
+        st.features = list(d["features"])
+        st.fsize = [int(x) for x in d["fsize"]]
+        st.keys = {tuple(k): i for i, k in enumerate(d["keys"])}
+        st.point_keys = {tuple(k): i for i, k in enumerate(d["point_keys"])}
+        st.rows = {int(s): i for i, s in enumerate(d["sids"])}
+        st.scal, st.hist, st.fhist, st.fdisp = (array_in(d[n], parts) for n in ("scal", "hist", "fhist", "fdisp"))
+        st.recent, st.same = array_in(d["recent"], parts), array_in(d["same"], parts)
+        st.recent_n = np.asarray(d["recent_n"], dtype=np.int64)
+        n = len(st.rows)
+        for a in (st.scal, st.hist, st.fhist, st.fdisp, st.recent, st.same):
+            if len(a) != n:
+                raise ValueError("series store arrays disagree on the number of series")
+        st.held = {int(sid): [(tuple(tuple(k) for k in keys), _window_in(w), bool(u)) for keys, w, u in held]
+                   for sid, held in d["held"]}
+        return st
+
+
+def _window_out(w: Window) -> list[Any]:
+    return [w.start, w.count, None if w.hist is None else w.hist.tolist(), w.total, w.total_sq,
+            None if w.features is None else {k: v.tolist() for k, v in w.features.items()}]
+
+
+def _window_in(x: list[Any]) -> Window:
+    start, count, hist, total, total_sq, feats = x
+    return Window(int(start), int(count), None if hist is None else np.asarray(hist, dtype=np.int64),
+                  float(total), float(total_sq),
+                  None if feats is None else {k: np.asarray(v, dtype=np.int64) for k, v in feats.items()})

@@ -9,6 +9,7 @@ baseline -> detect -> decide -> dedupe -> act.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -18,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .act import BreakerPolicy
-from .baseline import Baseline, SeriesHistory, WindowRecord
+from .baseline import SIGNAL_INDEX, Baseline, SeriesStore, Window
 from .calendar import KIND_OF, Calendar, Slot, SlotKey
 from .config import Config, ResolvedModel
 from .contract import (
@@ -89,8 +90,9 @@ def _evidence(v: Verdict) -> bool | None:
 class ModelState:
     """Everything the engine keeps for one model."""
 
-    def __init__(self, cfg: ResolvedModel):
+    def __init__(self, cfg: ResolvedModel, baseline_windows: int):
         self.cfg = cfg
+        self.store = SeriesStore(baseline_windows)
         self.calendar = Calendar(
             cfg.timezone,
             cfg.holidays,
@@ -135,11 +137,10 @@ class Engine:
         self.budget_share = budget_share
         self.idle_after = idle_after if clock is not None else float("inf")
         self.watermark = Watermark(self.d.allowed_lateness)
-        self.models: dict[str, ModelState] = {name: ModelState(config.resolved(name)) for name in config.models}
+        self.models: dict[str, ModelState] = {name: ModelState(config.resolved(name), self.d.baseline_windows) for name in config.models}
         self.series_model: list[str] = []
         self.series_segment: list[dict[str, str]] = []
         self.series_key: list[str] = []
-        self.history: list[SeriesHistory] = []
         self.last_active: list[int] = []  # start of the last window with events, per series
         self.alert_states: dict[tuple[int, str], AlertState] = {}
         self.sent: dict[str, Sent] = {}
@@ -198,7 +199,7 @@ class Engine:
     def _model(self, name: str) -> ModelState | None:
         m = self.models.get(name)
         if m is None and self.d.unknown_models == "register" and len(self.models) < 10_000:
-            m = self.models[name] = ModelState(self.config.resolved(name))
+            m = self.models[name] = ModelState(self.config.resolved(name), self.d.baseline_windows)
         return m
 
     def _route(
@@ -256,7 +257,6 @@ class Engine:
         self.series_model.append(m.cfg.name)
         self.series_segment.append(dict(seg))
         self.series_key.append(skey)
-        self.history.append(SeriesHistory(keep=self.d.baseline_windows + 4))
         self.last_active.append(-1)
         m.by_segment[skey] = sid
         m.sids.append(sid)
@@ -380,13 +380,13 @@ class Engine:
             acc = accs.get(sid)
             count = acc.count if acc is not None else 0
             hist = acc.hist if acc is not None else np.zeros(size, dtype=np.int64)
-            history = self.history[sid]
-            found, drifting = self._tests(m, history, slot, slot.chain, ws, acc, hist, count, alpha)
+            m.store.release(sid, ws - d.adapt_after)
+            found, drifting = self._tests(m, sid, slot.chain, ws, acc, hist, count, alpha)
             ambiguous: set[str] = set()
             if slot.alternative:
                 # A holiday without history of its own may be kept as a day off or as an ordinary
                 # day: it is a drift only if it looks like neither (and unknown if either is unknown).
-                other, other_drifting = self._tests(m, history, slot, slot.alternative, ws, acc, hist, count, alpha)
+                other, other_drifting = self._tests(m, sid, slot.alternative, ws, acc, hist, count, alpha)
                 for signal, mine in found.items():
                     if mine is None or mine[1].preferred:
                         continue
@@ -408,21 +408,23 @@ class Engine:
             f = found["prediction"]
             if f is not None and f[0].z is not None:
                 found["prediction"] = (self._online(sid, "prediction", f[0]), f[1])
-            record = WindowRecord(
-                ws, count, hist.astype(np.int32) if count else None,
+            window = Window(
+                ws, count, hist if count else None,
                 acc.total if acc is not None else 0.0, acc.total_sq if acc is not None else 0.0,
-                features={k: v.astype(np.int32) for k, v in acc.features.items()} if acc is not None and acc.features else None,
+                acc.features if acc is not None and acc.features else None,
             )
-            for signal, f in found.items():
-                if f is not None:
-                    record.scores[signal] = (f[0].score, f[0].threshold)
-                    record.flagged = record.flagged or (f[0].breach and signal != "feature")
+            scores = {signal: (f[0].score, f[0].threshold) for signal, f in found.items() if f is not None}
             # While an alert fires, its series' windows are not the normal to compare with (until
             # ``adapt_after``), even those that lack the power to breach on their own.
-            record.flagged = record.flagged or any(
+            flagged = any(f is not None and f[0].breach and signal != "feature" for signal, f in found.items()) or any(
                 (st := self.alert_states.get((sid, s))) is not None and st.status == "firing" for s in SIGNALS
             )
-            history.add(slot, record)
+            usable = count >= d.min_window_events
+            if flagged:
+                m.store.hold(sid, slot.store, window, usable)
+            else:
+                m.store.fold(sid, slot.store, window, usable)
+            m.store.note(sid, slot.chain[0], ws, count, scores)
             pred = found["prediction"]
             pred_state = self.alert_states.get((sid, "prediction"))
             # Prediction first: while the prediction drifts (or is about to fire), feature drift is its
@@ -432,7 +434,7 @@ class Engine:
                 evidence = _evidence(f[0]) if f is not None and signal not in ambiguous else None
                 if signal == "feature" and inhibited:
                     evidence = None
-                note = self._step(m, sid, signal, f, evidence, slot, record, end)
+                note = self._step(m, sid, signal, f, evidence, slot, window, end)
                 if note is not None:
                     note.payload["features"] = drifting if signal in ("prediction", "feature") else []
                     notes.append(note)
@@ -458,7 +460,7 @@ class Engine:
         for sid in stale:
             m.sids.remove(sid)
             m.by_segment.pop(self.series_key[sid], None)
-            self.history[sid] = SeriesHistory(keep=self.d.baseline_windows + 4)
+            m.store.drop(sid)
             self.last_active[sid] = -2  # expired; a new event makes it a new series
             for signal in (*SIGNALS, "feature"):
                 self.alert_states.pop((sid, signal), None)
@@ -468,8 +470,7 @@ class Engine:
     def _tests(
         self,
         m: ModelState,
-        history: SeriesHistory,
-        slot: Slot,
+        sid: int,
         chain: tuple[SlotKey, ...],
         ws: int,
         acc: Accumulator | None,
@@ -482,23 +483,18 @@ class Engine:
         found: dict[str, tuple[Verdict, Baseline] | None] = {"prediction": None, "volume": None, "feature": None}
         drifting: list[str] = []
         if count >= d.min_window_events:
-            pb = history.baseline(
-                chain, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after,
-                lambda r: r.hist is not None and r.count >= d.min_window_events, d.min_holiday_windows,
-            )
+            pb = m.store.baseline(sid, chain, True, d.min_baseline_windows, d.min_holiday_windows)
             if pb is not None:
                 found["prediction"] = (self._prediction_test(m, acc, hist, count, pb, alpha), pb)
-                if acc is not None and acc.features:
+                if acc is not None and acc.features and pb.features:
                     fv = self._feature_tests(acc, pb, alpha)
                     if fv:
                         drifting = sorted(f for f, v in fv.items() if v.breach)
                         top = max(fv.items(), key=lambda kv: (kv[1].breach, kv[1].ratio))
                         found["feature"] = (replace(top[1], detail=top[0]), pb)
-        vb = history.baseline(
-            chain, ws, d.baseline_windows, d.min_baseline_windows, d.adapt_after, lambda r: True, d.min_holiday_windows
-        )
+        vb = m.store.baseline(sid, chain, False, d.min_baseline_windows, d.min_holiday_windows)
         if vb is not None:
-            found["volume"] = (volume_test(count, [r.count for r in vb.records], alpha), vb)
+            found["volume"] = (volume_test(count, vb.log_center, vb.log_spread, vb.inv_count, vb.windows, alpha), vb)
         return found, drifting
 
     @staticmethod
@@ -506,12 +502,14 @@ class Engine:
         m: ModelState, acc: Accumulator | None, hist: npt.NDArray[np.int64], count: int, base: Baseline, alpha: float
     ) -> Verdict:
         """Shape (Jensen-Shannon) and, for numbers, location (mean shift); the budget split between them."""
-        stack = np.stack([r.hist for r in base.records if r.hist is not None])
-        shape = distribution_test(hist, stack, alpha / 2)
+        if len(hist) != len(base.hist):
+            return Verdict(0.0, float("inf"), False, "bins changed", "js_divergence")
+        shape = distribution_test(hist, base.hist, base.windows, base.dispersion, base.ratios, alpha / 2)
         if not isinstance(m.spec, NumericSpec) or acc is None:
             return shape
         loc = mean_shift_test(
-            count, acc.total, acc.total_sq, [(r.count, r.total, r.total_sq) for r in base.records], alpha / 2
+            count, acc.total, acc.total_sq, base.center, base.spread, base.sampling, base.within, base.windows,
+            alpha / 2,
         )
         best = max((shape, loc), key=lambda v: (v.breach, v.ratio))
         return replace(best, z=loc.z)
@@ -533,10 +531,9 @@ class Engine:
         """Each feature's histogram (null bin included) against the same baseline windows."""
         out = {}
         for name, cur in acc.features.items():
-            rows = [r.features[name] for r in base.records if r.features and name in r.features]
-            rows = [r for r in rows if len(r) == len(cur)]
-            if len(rows) >= 2:
-                out[name] = distribution_test(cur, np.stack(rows), alpha)
+            fb = base.features.get(name) if base.features else None
+            if fb is not None and len(fb[0]) == len(cur):
+                out[name] = distribution_test(cur, fb[0], fb[3], fb[1], fb[2], alpha)
         return out
 
     def _step(
@@ -547,7 +544,7 @@ class Engine:
         found: tuple[Verdict, Baseline] | None,
         evidence: bool | None,
         slot: Slot,
-        record: WindowRecord,
+        window: Window,
         end: int,
     ) -> Note | None:
         """Lifecycle and dedupe of one series and signal; a Note when a notification is due."""
@@ -555,7 +552,7 @@ class Engine:
         key = (sid, signal)
         before = self.alert_states.get(key, AlertState())
         after, transition = step(
-            before, evidence, record.start,
+            before, evidence, window.start,
             pending_windows=d.pending_windows, resolve_windows=d.resolve_windows,
             # A strong window, or an online detection (evidence accumulated over many windows already),
             # needs no second window to confirm it.
@@ -580,12 +577,12 @@ class Engine:
         if reason is None:
             return None
         self.sent[fp] = Sent(status, end)  # type: ignore[arg-type]
-        return Note(sid, signal, status, reason, starts, {"found": found, "slot": slot, "record": record, "fp": fp})
+        return Note(sid, signal, status, reason, starts, {"found": found, "slot": slot, "window": window, "fp": fp})
 
     def _alert(self, m: ModelState, e: Emission, end: int) -> Alert:
         lead = max(e.notes, key=lambda n: n.payload["found"][0].ratio)
         verdict, base = lead.payload["found"]
-        record: WindowRecord = lead.payload["record"]
+        window: Window = lead.payload["window"]
         slot: Slot = lead.payload["slot"]
         sid, signal = lead.sid, e.signal
         spec = m.spec
@@ -593,32 +590,29 @@ class Engine:
         if signal == "feature":
             name = verdict.detail
             spec_f = m.features.specs.get(name) if m.features is not None else None
-            cur_h = record.features.get(name) if record.features else None
-            rows = [r.features[name] for r in base.records if r.features and name in r.features]
-            if spec_f is not None and cur_h is not None and rows:
+            cur_h = window.features.get(name) if window.features else None
+            fb = base.features.get(name) if base.features else None
+            if spec_f is not None and cur_h is not None and fb is not None:
                 current = Summary(**histogram_summary(cur_h[:-1].astype(np.float64), spec_f))  # type: ignore[arg-type]
-                pooled = np.sum(rows, axis=0)[:-1].astype(np.float64) / len(rows)
-                baseline = Summary(windows=len(rows), **histogram_summary(pooled, spec_f))  # type: ignore[arg-type]
+                baseline = Summary(windows=fb[3], **histogram_summary(fb[0][:-1].astype(np.float64), spec_f))  # type: ignore[arg-type]
             else:
-                current, baseline = Summary(count=record.count), Summary(count=0, windows=len(base.records))
-        elif signal == "prediction" and spec is not None and record.hist is not None:
-            pooled = np.sum([r.hist for r in base.records if r.hist is not None], axis=0).astype(np.float64)
-            current = Summary(**histogram_summary(record.hist.astype(np.float64), spec))  # type: ignore[arg-type]
-            baseline = Summary(windows=len(base.records), **histogram_summary(pooled / len(base.records), spec))  # type: ignore[arg-type]
-            if record.count:
-                current.mean = record.total / record.count if isinstance(spec, NumericSpec) else current.mean
+                current, baseline = Summary(count=window.count), Summary(count=0, windows=base.windows)
+        elif signal == "prediction" and spec is not None and window.hist is not None:
+            current = Summary(**histogram_summary(window.hist.astype(np.float64), spec))  # type: ignore[arg-type]
+            baseline = Summary(windows=base.windows, **histogram_summary(base.hist.astype(np.float64), spec))  # type: ignore[arg-type]
+            if window.count and isinstance(spec, NumericSpec):
+                current.mean = window.total / window.count
+                baseline.mean = base.center
         else:
-            counts = [r.count for r in base.records]
-            current = Summary(count=record.count)
-            baseline = Summary(count=float(np.median(counts)), windows=len(counts), mean=float(np.mean(counts)))
-        history = History(
-            recent=[self._point(r, signal) for r in self.history[sid].recent],
-            same_slot=[self._point(r, signal) for r in self.history[sid].slots.get(base.key, ())],
-        )
+            typical = float(math.expm1(base.log_center))
+            current = Summary(count=window.count)
+            baseline = Summary(count=typical, windows=base.windows, mean=typical)
+        recent, same = m.store.history(sid, slot.chain[0])
+        history = History(recent=[self._point(p, signal) for p in recent], same_slot=[self._point(p, signal) for p in same])
         info = BaselineInfo(
             slot=m.calendar.label_for_key(base.key),
             kind=KIND_OF[str(base.key[0])],  # type: ignore[arg-type]
-            windows=len(base.records),
+            windows=base.windows,
             confidence="high" if base.preferred else "low",
         )
         groups: list[list[str]] = []
@@ -656,7 +650,7 @@ class Engine:
             feature_groups=groups,
             test=verdict.test,
             context=slot.label,
-            window_start=record.start,
+            window_start=window.start,
             window_end=end,
             starts_at=e.starts,
             ends_at=end if e.status == "resolved" else None,
@@ -671,6 +665,10 @@ class Engine:
         )
 
     @staticmethod
-    def _point(r: WindowRecord, signal: str) -> ScorePoint:
-        score, threshold = r.scores.get(signal, (None, None))
-        return ScorePoint(window_start=r.start, score=score, threshold=threshold, count=r.count)
+    def _point(p: Any, signal: str) -> ScorePoint:
+        i = SIGNAL_INDEX[signal]
+        score, threshold = float(p["score"][i]), float(p["threshold"][i])
+        start = int(p["start"])
+        if score != score:  # NaN: no verdict for this signal in that window
+            return ScorePoint(window_start=start, score=None, threshold=None, count=int(p["count"]))
+        return ScorePoint(window_start=start, score=score, threshold=threshold, count=int(p["count"]))

@@ -35,7 +35,7 @@ from .engine import Engine, Output
 from .http import StatusServer
 from .metrics import Metrics
 from .publish import ProducerStuck, Publisher, ensure_topics
-from .state import StateError, dumps, loads
+from .state import StateError, chunk_key, dumps, from_chunks, loads, to_chunks
 from .topics import read_topic
 
 log = logging.getLogger("driftline.service")
@@ -197,7 +197,8 @@ class Service:
             publisher.begin()
             publisher.publish(self.buffer.alerts, self.buffer.commands, self.buffer.dead_letters)
             for p, blob in snapshots.items():
-                publisher.put_state(self._state_key(p), blob)
+                for i, chunk in enumerate(to_chunks(blob)):
+                    publisher.put_state(chunk_key(self._state_key(p), i), chunk)
             positions = [tp for tp in consumer.consumer.position(
                 [TopicPartition(self.config.kafka.input_topic, p) for p in dirty]) if tp.offset >= 0]
             publisher.commit(positions, consumer.consumer.consumer_group_metadata())
@@ -327,11 +328,19 @@ class Service:
             topic = md.topics.get(self.config.kafka.input_topic)
             self.input_partitions = len(topic.partitions) if topic is not None and topic.partitions else 1
         wanted = {self._state_key(p): p for p in partitions}
-        found: dict[int, bytes] = {}
+        records: dict[int, dict[int, bytes]] = {}
         for key, value in read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60):  # type: ignore[misc]
-            p = wanted.get(key or b"")
-            if p is not None:
-                found[p] = value
+            base, _, index = (key or b"").partition(b"#")
+            p = wanted.get(base)
+            if p is not None and (index.isdigit() or not index):
+                records.setdefault(p, {})[int(index or 0)] = value
+        found: dict[int, bytes] = {}
+        for p, chunks in records.items():
+            blob = from_chunks(chunks)
+            if blob is None:
+                log.error("state of partition %d is incomplete or mixed (%d records): starting it from scratch", p, len(chunks))
+            else:
+                found[p] = blob
         offsets = {p: OFFSET_BEGINNING for p in partitions}  # no committed offset: the earliest, as auto.offset.reset
         if self._consumer is not None:
             tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]

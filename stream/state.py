@@ -2,10 +2,10 @@
 
 The state is input too (it comes back from a changelog topic), so it is plain JSON-compatible data
 with a version, validated on the way in by construction. What is kept: per model the sketch specs,
-feature sketches, open windows, unfrozen values and recent event ids; per series the window
-history by calendar slot; alert lifecycles, notification log, open model-level groups, breakers,
-the watermark and counters. Online detectors are rebuilt by feeding them the residuals they saw
-(kept with them, bounded).
+feature sketches, open windows, unfrozen values, recent event ids and the series store (slot
+statistics as arrays, stored as base64 of their little-endian bytes with dtype and shape, checked on
+the way in); alert lifecycles, online detector states, notification log, open model-level groups,
+breakers, the watermark and counters.
 
 >>> from stream.config import Config, ModelConfig
 >>> e = Engine(Config(models={"m": ModelConfig()}))
@@ -16,14 +16,15 @@ True
 
 from __future__ import annotations
 
-from collections import deque
+import struct
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
 
-from .baseline import SeriesHistory, WindowRecord
+from .baseline import SeriesStore
 from .config import Config
 from .decide import AlertState
 from .dedupe import Sent
@@ -35,7 +36,8 @@ from .metrics import Metrics
 from .sketch import CategoricalSpec, NumericSpec, Spec
 from .window import Accumulator
 
-VERSION = 1
+VERSION = 2
+MAGIC = b"DLS\x02"
 
 
 class StateError(ValueError):
@@ -88,46 +90,6 @@ def _features_in(fs: FeatureSketch | None, d: dict[str, Any] | None) -> None:
     fs._sumpair, fs._sqpair = np.asarray(d["sumpair"], float), np.asarray(d["sqpair"], float)
 
 
-def _record_out(r: WindowRecord) -> list[Any]:
-    return [r.start, r.count, None if r.hist is None else r.hist.tolist(), r.total, r.total_sq,
-            {k: list(v) for k, v in r.scores.items()}, r.flagged,
-            None if r.features is None else {k: v.tolist() for k, v in r.features.items()}]
-
-
-def _record_in(x: list[Any]) -> WindowRecord:
-    start, count, hist, total, total_sq, scores, flagged, feats = x
-    return WindowRecord(
-        start, count, None if hist is None else np.asarray(hist, dtype=np.int32), total, total_sq,
-        {k: (v[0], v[1]) for k, v in scores.items()}, flagged,
-        None if feats is None else {k: np.asarray(v, dtype=np.int32) for k, v in feats.items()},
-    )
-
-
-def _history_out(h: SeriesHistory) -> dict[str, Any]:
-    table: dict[int, int] = {}
-    records: list[list[Any]] = []
-
-    def ref(r: WindowRecord) -> int:
-        i = table.get(id(r))
-        if i is None:
-            i = table[id(r)] = len(records)
-            records.append(_record_out(r))
-        return i
-
-    slots = [[list(key), [ref(r) for r in dq]] for key, dq in h.slots.items()]
-    recent = [ref(r) for r in h.recent]
-    return {"keep": h.keep, "records": records, "slots": slots, "recent": recent}
-
-
-def _history_in(d: dict[str, Any]) -> SeriesHistory:
-    h = SeriesHistory(keep=d["keep"])
-    records = [_record_in(x) for x in d["records"]]
-    for key, refs in d["slots"]:
-        h.slots[tuple(key)] = deque((records[i] for i in refs), maxlen=h.keep)
-    h.recent.extend(records[i] for i in d["recent"])
-    return h
-
-
 def _acc_out(a: Accumulator) -> list[Any]:
     return [a.count, a.hist.tolist(), a.total, a.total_sq, {k: v.tolist() for k, v in a.features.items()}]
 
@@ -138,7 +100,7 @@ def _acc_in(x: list[Any]) -> Accumulator:
                        {k: np.asarray(v, dtype=np.int64) for k, v in feats.items()})
 
 
-def _model_out(m: ModelState) -> dict[str, Any]:
+def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
     return {
         "spec": _spec_out(m.spec),
         "features": _features_out(m.features),
@@ -147,10 +109,11 @@ def _model_out(m: ModelState) -> dict[str, Any]:
         "sids": list(m.sids),
         "pending": [[s.tolist(), w.tolist(), v.tolist()] for s, w, v in m.pending],
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
+        "store": m.store.snapshot(parts),
     }
 
 
-def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str]) -> None:
+def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: list[memoryview] | None) -> None:
     m.spec = _spec_in(d["spec"])
     _features_in(m.features, d["features"])
     m.windows.closed_upto = d["closed_upto"]
@@ -159,19 +122,20 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str]) -> None:
     m.by_segment = {series_key[sid]: sid for sid in m.sids}
     m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64)) for s, w, v in d["pending"]]
     m.seen = {ws: set(ids) for ws, ids in d["seen"]}
+    m.store = SeriesStore.restore(d["store"], parts)
 
 
-def snapshot(engine: Engine) -> dict[str, Any]:
-    """The engine's whole state as JSON-compatible data."""
+def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]:
+    """The engine's whole state as JSON-compatible data; arrays go to ``parts`` when given (else inline)."""
     wm = engine.watermark
     return {
         "version": VERSION,
-        "models": {name: _model_out(m) for name, m in engine.models.items()},
-        "series": [[engine.series_model[i], engine.series_segment[i], _history_out(engine.history[i]),
-                    engine.last_active[i]] for i in range(len(engine.series_model))],
+        "models": {name: _model_out(m, parts) for name, m in engine.models.items()},
+        "series": [[engine.series_model[i], engine.series_segment[i], engine.last_active[i]]
+                   for i in range(len(engine.series_model))],
         "alert_states": [[sid, sig, s.status, s.breaches, s.clean, s.starts_at] for (sid, sig), s in engine.alert_states.items()],
         "sent": [[fp, s.status, s.at] for fp, s in engine.sent.items()],
-        "online": [[sid, sig, list(det.history)] for (sid, sig), det in engine.online.items()],
+        "online": [[sid, sig, det.state] for (sid, sig), det in engine.online.items()],
         "groups": [[model, sig, sorted(g.members), g.starts, g.last_sent] for (model, sig), g in engine.grouper.groups.items()],
         "breakers": [[model, sorted(b.alerts), b.expires_at] for model, b in engine.breakers.open.items()],
         "rate_limited": engine.breakers.rate_limited,
@@ -186,6 +150,7 @@ def restore(
     metrics: Metrics | None = None,
     clock: Callable[[], float] | None = None,
     budget_share: float = 1.0,
+    parts: list[memoryview] | None = None,
 ) -> Engine:
     """A new engine that continues exactly where the snapshot's engine stood."""
     from .act import Breaker
@@ -193,22 +158,20 @@ def restore(
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise StateError(f"unsupported state version {data.get('version') if isinstance(data, dict) else data!r}")
     engine = Engine(config, metrics, clock=clock, budget_share=budget_share)
-    for model, seg, hist, last_active in data["series"]:
+    for model, seg, last_active in data["series"]:
         engine.series_model.append(model)
         engine.last_active.append(last_active)
         engine.series_segment.append(dict(seg))
         engine.series_key.append(segment_key(seg))
-        engine.history.append(_history_in(hist))
     for name, md in data["models"].items():
         m = engine.models.get(name) or engine._model(name)
         if m is None:
             continue  # a model no longer configured: its state is dropped
-        _model_in(m, md, engine.series_key)
+        _model_in(m, md, engine.series_key, parts)
     engine.alert_states = {(sid, sig): AlertState(status, b, c, starts) for sid, sig, status, b, c, starts in data["alert_states"]}
     engine.sent = {fp: Sent(status, at) for fp, status, at in data["sent"]}
-    for sid, sig, zs in data["online"]:
-        det = engine.online[(sid, sig)] = ResidualDetectors()
-        det.replay(zs)
+    for sid, sig, state in data["online"]:
+        engine.online[(sid, sig)] = ResidualDetectors(state)
     for model, sig, members, starts, last_sent in data["groups"]:
         engine.grouper.groups[(model, sig)] = _Group(set(members), starts, last_sent, {})
     for model, alerts, expires in data["breakers"]:
@@ -222,7 +185,13 @@ def restore(
 
 
 def dumps(engine: Engine) -> bytes:
-    return orjson.dumps(snapshot(engine))
+    """Binary snapshot: ``MAGIC``, the JSON header's length (4 bytes, little-endian), the header, then
+    the arrays' raw bytes in the order the header's ``parts`` lists their lengths."""
+    parts: list[bytes] = []
+    data = snapshot(engine, parts)
+    data["parts"] = [len(p) for p in parts]
+    header = orjson.dumps(data)
+    return b"".join([MAGIC, struct.pack("<I", len(header)), header, *parts])
 
 
 def loads(
@@ -232,11 +201,69 @@ def loads(
     clock: Callable[[], float] | None = None,
     budget_share: float = 1.0,
 ) -> Engine:
+    if raw[: len(MAGIC)] != MAGIC or len(raw) < len(MAGIC) + 4:
+        raise StateError("state is not a driftline snapshot (no magic bytes: an older version?)")
+    view = memoryview(raw)
+    (size,) = struct.unpack_from("<I", raw, len(MAGIC))
+    start = len(MAGIC) + 4
     try:
-        data = orjson.loads(raw)
+        data = orjson.loads(view[start:start + size])
     except orjson.JSONDecodeError as exc:
-        raise StateError(f"state is not JSON: {exc}") from None
+        raise StateError(f"state header is not JSON: {exc}") from None
     try:
-        return restore(config, data, metrics, clock, budget_share)
+        parts, at = [], start + size
+        for n in data["parts"]:
+            parts.append(view[at:at + int(n)])
+            at += int(n)
+        if at != len(raw):
+            raise ValueError(f"{len(raw) - at} bytes after the last array")
+        return restore(config, data, metrics, clock, budget_share, parts)
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"state cannot be restored: {exc!r}") from None
+
+
+# ----------------------------------------------------------------- state topic records
+CHUNK_MAGIC = b"DLC\x01"
+CHUNK_BYTES = 16 * 1024 * 1024  # well under the state topic's message limit
+
+
+def chunk_key(key: bytes, index: int) -> bytes:
+    """The first chunk keeps the partition's key; the others add ``#index``."""
+    return key if index == 0 else key + b"#%d" % index
+
+
+def to_chunks(blob: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
+    """A (compressed) snapshot as state-topic records of at most ``size`` bytes of payload each.
+
+    Each record says which of how many it is and carries the whole blob's CRC-32, so a restore
+    only accepts a set that belongs together (a compacted topic keeps the latest record per key;
+    an older, longer snapshot's extra chunks may linger under their keys).
+
+    >>> parts = to_chunks(b"abcdefghij", size=4)
+    >>> len(parts), from_chunks({i: p for i, p in enumerate(reversed(parts))}) is None
+    (3, True)
+    >>> from_chunks(dict(enumerate(parts)))
+    b'abcdefghij'
+    """
+    crc = zlib.crc32(blob)
+    n = max(1, -(-len(blob) // size))
+    return [CHUNK_MAGIC + struct.pack("<III", i, n, crc) + blob[i * size:(i + 1) * size] for i in range(n)]
+
+
+def from_chunks(records: dict[int, bytes]) -> bytes | None:
+    """The blob, from records by chunk index; None when the set is incomplete or does not match."""
+    first = records.get(0)
+    head = len(CHUNK_MAGIC) + 12
+    if first is None or not first.startswith(CHUNK_MAGIC) or len(first) < head:
+        return None
+    _, n, crc = struct.unpack_from("<III", first, len(CHUNK_MAGIC))
+    pieces = []
+    for i in range(n):
+        r = records.get(i)
+        if r is None or not r.startswith(CHUNK_MAGIC) or len(r) < head:
+            return None
+        if struct.unpack_from("<III", r, len(CHUNK_MAGIC)) != (i, n, crc):
+            return None
+        pieces.append(r[head:])
+    blob = b"".join(pieces)
+    return blob if zlib.crc32(blob) == crc else None

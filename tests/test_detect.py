@@ -1,10 +1,16 @@
-"""Scores and learned thresholds on seeded streams."""
+"""Scores and learned thresholds on seeded streams, with baselines learned the way the engine learns them."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from stream.detect import distribution_test, js_divergence, volume_test
+import numpy as np
+import pytest
+
+from stream.baseline import Baseline, SeriesStore, Window
+from stream.detect import ResidualDetectors, distribution_test, js_divergence, mean_shift_test, volume_test
+
+KEY = ("how", 0, 9)
 
 
 def hist(rng: np.random.Generator, n: int, shift: float = 0.0, bins: int = 20) -> np.ndarray:
@@ -12,38 +18,64 @@ def hist(rng: np.random.Generator, n: int, shift: float = 0.0, bins: int = 20) -
     return np.bincount((x * bins).astype(int), minlength=bins)
 
 
+def learned(windows: list[np.ndarray] | list[int], k: int = 8) -> Baseline:
+    """The baseline a slot has after these windows (histograms, or bare counts) were folded in."""
+    store = SeriesStore(k)
+    for i, w in enumerate(windows):
+        if isinstance(w, int | np.integer):
+            store.fold(0, (KEY,), Window(i, int(w), None), usable=False)
+        else:
+            store.fold(0, (KEY,), Window(i, int(w.sum()), w, float(w.sum()), float(w.sum())), usable=True)
+    b = store.baseline(0, (KEY,), usable=not isinstance(windows[0], int), min_windows=2)
+    assert b is not None
+    return b
+
+
+def js_test(cur: np.ndarray, b: Baseline, alpha: float):  # type: ignore[no-untyped-def]
+    return distribution_test(cur, b.hist, b.windows, b.dispersion, b.ratios, alpha)
+
+
 def test_false_breach_rate_under_no_change_is_within_alpha() -> None:
     rng = np.random.default_rng(11)
     alpha, trials = 0.01, 600
     breaches = 0
     for _ in range(trials):
-        base = np.stack([hist(rng, int(rng.integers(100, 2000))) for _ in range(8)])
-        breaches += distribution_test(hist(rng, int(rng.integers(30, 3000))), base, alpha).breach
+        b = learned([hist(rng, int(rng.integers(100, 2000))) for _ in range(8)])
+        breaches += js_test(hist(rng, int(rng.integers(30, 3000))), b, alpha).breach
     assert breaches / trials <= 2 * alpha
 
 
 def test_threshold_shrinks_with_sample_size() -> None:
     rng = np.random.default_rng(3)
-    base = np.stack([hist(rng, 1000) for _ in range(8)])
-    small = distribution_test(hist(rng, 50), base, 1e-4).threshold
-    large = distribution_test(hist(rng, 50_000), base, 1e-4).threshold
+    b = learned([hist(rng, 1000) for _ in range(8)])
+    small = js_test(hist(rng, 50), b, 1e-4).threshold
+    large = js_test(hist(rng, 50_000), b, 1e-4).threshold
     assert large < small / 5
 
 
 def test_overdispersed_baseline_raises_the_threshold() -> None:
     rng = np.random.default_rng(5)
-    calm = np.stack([hist(rng, 2000) for _ in range(8)])
-    noisy = np.stack([hist(rng, 2000, shift=float(s)) for s in rng.normal(0, 0.05, 8)])
+    calm = learned([hist(rng, 2000) for _ in range(8)])
+    noisy = learned([hist(rng, 2000, shift=float(s)) for s in rng.normal(0, 0.05, 8)])
     cur = hist(rng, 2000)
-    assert distribution_test(cur, noisy, 1e-4).threshold > 2 * distribution_test(cur, calm, 1e-4).threshold
+    assert noisy.dispersion > 2 * max(calm.dispersion, 1.0)
+    assert js_test(cur, noisy, 1e-4).threshold > 2 * js_test(cur, calm, 1e-4).threshold
 
 
 def test_first_detected_window_of_an_abrupt_shift() -> None:
-    """Seeded stream: 30 windows of 300 events, shift of half a standard deviation from window 20."""
+    """Seeded stream: 30 windows of 300 events, shift of half a standard deviation from window 20;
+    every window is tested against the slot, then folded in unless it breached (as the engine does)."""
     rng = np.random.default_rng(2026)
     sd = np.sqrt(2 * 5 / (7**2 * 8))  # standard deviation of Beta(2, 5)
-    windows = [hist(rng, 300, shift=0.5 * sd if i >= 20 else 0.0) for i in range(30)]
-    detected = [i for i in range(8, 30) if distribution_test(windows[i], np.stack(windows[i - 8:i]) if i < 20 else np.stack(windows[12:20]), 1e-4).breach]
+    store = SeriesStore(8)
+    detected = []
+    for i in range(30):
+        w = hist(rng, 300, shift=0.5 * sd if i >= 20 else 0.0)
+        b = store.baseline(0, (KEY,), usable=True, min_windows=3)
+        if b is not None and js_test(w, b, 1e-4).breach:
+            detected.append(i)
+            continue
+        store.fold(0, (KEY,), Window(i, 300, w, 0.0, 0.0), usable=True)
     assert detected[0] == 20
     assert all(i >= 20 for i in detected)
 
@@ -55,8 +87,57 @@ def test_js_divergence_bounds() -> None:
 
 
 def test_volume_drop_of_80_percent_breaches_normal_wobble_does_not() -> None:
-    base = [1000, 1100, 950, 1020, 980, 1060, 990, 1010]
-    assert not volume_test(900, base, 1e-4).breach
-    assert volume_test(200, base, 1e-4).breach
+    b = learned([1000, 1100, 950, 1020, 980, 1060, 990, 1010])
+    vol = lambda c: volume_test(c, b.log_center, b.log_spread, b.inv_count, b.windows, 1e-4)  # noqa: E731
+    assert not vol(900).breach
+    assert vol(200).breach
     # Small counts: Poisson noise sets the floor, so 3 instead of 6 is no alarm.
-    assert not volume_test(3, [6, 5, 7, 6, 4, 6, 5, 8], 1e-4).breach
+    small = learned([6, 5, 7, 6, 4, 6, 5, 8])
+    assert not volume_test(3, small.log_center, small.log_spread, small.inv_count, small.windows, 1e-4).breach
+
+
+def test_running_slot_statistics_match_the_plain_ones_within_k_windows() -> None:
+    """Until k windows were seen, the running mean and variance are the exact ones."""
+    rng = np.random.default_rng(8)
+    counts = [int(c) for c in rng.integers(200, 400, 6)]
+    b = learned(counts)
+    logs = np.log1p(counts)
+    assert b.windows == 6
+    assert b.log_center == pytest.approx(logs.mean(), rel=1e-6)
+    assert b.log_spread == pytest.approx(logs.var(), rel=1e-4)
+    assert b.inv_count == pytest.approx(np.mean(1 / np.array(counts)), rel=1e-5)
+
+
+def test_mean_shift_from_learned_slot() -> None:
+    rng = np.random.default_rng(4)
+    store = SeriesStore(8)
+    for i in range(8):
+        x = rng.normal(0.3, 0.2, 500)
+        h = np.bincount(np.clip((x * 10).astype(int), 0, 9), minlength=10)
+        store.fold(0, (KEY,), Window(i, 500, h, float(x.sum()), float((x * x).sum())), usable=True)
+    b = store.baseline(0, (KEY,), usable=True, min_windows=3)
+    assert b is not None
+    for mu, breach in ((0.3, False), (0.36, True)):
+        x = rng.normal(mu, 0.2, 500)
+        v = mean_shift_test(500, float(x.sum()), float((x * x).sum()), b.center, b.spread, b.sampling, b.within, b.windows, 1e-4)
+        assert v.breach is breach
+
+
+def test_page_hinkley_in_seven_numbers_agrees_with_rivers() -> None:
+    """Same detections, at the same indices, as river's PageHinkley on a seeded stream with shifts."""
+    from river.drift import PageHinkley
+
+    rng = np.random.default_rng(12)
+    zs = np.concatenate([rng.standard_t(3, 400), rng.normal(1.0, 1, 150), rng.normal(-0.8, 1, 200), rng.normal(0, 1, 100)])
+    ours, theirs = ResidualDetectors(), PageHinkley(min_instances=20, delta=0.5, threshold=25.0, mode="both")
+    mine, rivers = [], []
+    for i, z in enumerate(zs):
+        z = min(max(float(z), -10.0), 10.0)
+        if ours.update(z):
+            mine.append(i)
+        theirs.update(z)
+        if theirs.drift_detected:
+            rivers.append(i)
+    assert rivers and mine == rivers
+    # and its state goes through JSON: no infinities
+    assert all(math.isfinite(x) for x in ResidualDetectors().state)

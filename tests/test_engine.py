@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import orjson
 import pytest
 
@@ -249,7 +247,7 @@ def test_series_that_stop_sending_expire() -> None:
     feed(engine, raw, finish=False)
     m = engine.models["fraud"]
     assert [engine.series_key[s] for s in m.sids] == ["s=b"]
-    assert engine.history[0].recent == deque() and engine.last_active[0] == -2
+    assert 0 not in m.store.rows and engine.last_active[0] == -2
     # It comes back as a new series if it sends again.
     engine.process([Record(orjson.dumps({"event_id": "back", "model": "fraud", "ts": END + 24 * HOUR_MS,
                                          "segment": {"s": "a"}, "prediction": 0.5}), None, "in", 0, 0)])

@@ -9,7 +9,7 @@ from stream.config import Config, ModelConfig
 from stream.decode import Record
 from stream.engine import Engine, Output
 from stream.simulate import HOUR_MS, Drift, Scenario, simulate
-from stream.state import StateError, dumps, loads
+from stream.state import MAGIC, StateError, dumps, loads
 
 END = 1795716000000
 
@@ -40,7 +40,7 @@ def test_restore_mid_stream_gives_the_same_alerts_and_commands() -> None:
     first = Engine(cfg)
     run(first, raw[:cut], 0)
     blob = dumps(first)
-    assert b"pickle" not in blob and blob.startswith(b"{")
+    assert b"pickle" not in blob and blob.startswith(MAGIC) and blob[8:9] == b"{"  # magic, length, JSON header
     resumed = loads(cfg, blob)
     got = run(resumed, raw, cut)
 
@@ -49,7 +49,21 @@ def test_restore_mid_stream_gives_the_same_alerts_and_commands() -> None:
     assert resumed.stats == whole.stats
 
 
-@pytest.mark.parametrize("blob", [b"not json", b'{"version": 99}', b'{"version": 1}', b"[]"])
+@pytest.mark.parametrize("blob", [b"not json", b'{"version": 99}', b'{"version": 1}', b"[]", MAGIC + b"\x05\x00\x00\x00[1,2]",
+                                  MAGIC + b"\x02\x00\x00\x00{}", MAGIC + b"\xff\x00\x00\x00{"])
 def test_bad_state_fails_clearly(blob: bytes) -> None:
     with pytest.raises(StateError):
         loads(Config(models={"m": ModelConfig()}), blob)
+
+
+def test_truncated_or_padded_arrays_fail_clearly() -> None:
+    """The arrays' bytes are input too: a short or long tail is refused, not reshaped."""
+    cfg = Config(models={"fraud": ModelConfig()})
+    raw = [orjson.dumps(e) for e in simulate(Scenario(weeks=1, end_ms=END, rate=20), seed=3)]
+    engine = Engine(cfg)
+    run(engine, raw, 0)
+    blob = dumps(engine)
+    assert loads(cfg, blob).stats == engine.stats
+    for bad in (blob[:-10], blob + b"\x00" * 8):
+        with pytest.raises(StateError):
+            loads(cfg, bad)
