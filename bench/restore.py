@@ -63,11 +63,8 @@ def build(cfg: Config, weeks: int, series: int) -> Engine:
         m.sids.append(sid)
         st = m.store
         a, b = st.rows[src], st.row(sid)
-        for arr in (st.scal, st.hist, st.fhist, st.fdisp, st.recent, st.recent_n, st.same):
+        for arr in (st.scal, st.hist, st.fhist, st.fdisp, st.recent, st.recent_n, st.same, st.ph):
             arr[b] = arr[a]
-        det = engine.online.get((src, "prediction"))
-        if det is not None:
-            engine.online[(sid, "prediction")] = type(det)(det.state)
     return engine
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .calendar import SlotKey
+from .detect import PH_START, js_rows
 
 F32 = np.float32
 # One point of a series' score history (for the alert's pictures): signals are prediction, volume,
@@ -82,38 +83,44 @@ class Baseline:
     features: dict[str, tuple[npt.NDArray[np.float32], float, int, int]] | None = None
 
 
-def js_rows(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Row-wise Jensen-Shannon divergence (bits) of two stacks of probability vectors."""
-    m = 0.5 * (a + b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ka = np.where(a > 0, a * np.log2(a / m), 0.0).sum(axis=-1)
-        kb = np.where(b > 0, b * np.log2(b / m), 0.0).sum(axis=-1)
-    return np.maximum(0.0, 0.5 * (ka + kb))
-
-
-def dispersion_ratios(
-    current: npt.NDArray[Any], mean: npt.NDArray[Any], windows: float
-) -> npt.NDArray[np.float64]:
-    """Divergence of each row of ``current`` from the matching row of ``mean`` (the per-window mean
-    of ``windows`` windows), in units of its sampling noise per degree of freedom: about 1 when the
-    window differs from the slot by sampling noise only. NaN where either side is empty."""
-    cur = np.atleast_2d(np.asarray(current, dtype=np.float64))
-    pooled = np.atleast_2d(np.asarray(mean, dtype=np.float64)) * windows
+def dispersion_ratios(current: npt.ArrayLike, mean: npt.ArrayLike, windows: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Divergence of each histogram in ``current`` (last axis: bins) from the matching one in ``mean``
+    (the per-window mean of ``windows`` windows), in units of its sampling noise per degree of
+    freedom: about 1 when the window differs from the slot by sampling noise only. NaN where either
+    side is empty."""
+    cur = np.asarray(current, dtype=np.float64)
+    pooled = np.asarray(mean, dtype=np.float64) * np.asarray(windows, dtype=np.float64)[..., None]
     n, m = cur.sum(axis=-1), pooled.sum(axis=-1)
     df = np.maximum(((cur + pooled) > 0).sum(axis=-1) - 1, 1)
-    ok = (n > 0) & (m > 0)
-    out = np.full(len(cur), np.nan)
-    if ok.any():
-        jsd = js_rows(cur[ok] / n[ok, None], pooled[ok] / m[ok, None])
-        out[ok] = jsd / ((1.0 / n[ok] + 1.0 / m[ok]) / (8.0 * _LN2)) / df[ok]
-    return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jsd = js_rows(cur / n[..., None], pooled / m[..., None])
+        out = jsd / ((1.0 / n + 1.0 / m) / (8.0 * _LN2)) / df
+    return np.where((n > 0) & (m > 0), out, np.nan)
 
 
-def _ew(mean: float, var: float, x: float, w: float) -> tuple[float, float]:
-    """Exponentially weighted mean and (population) variance, one more value with weight ``w``."""
+def _ew(mean: npt.NDArray[Any], var: npt.NDArray[Any], x: npt.NDArray[Any], w: npt.NDArray[Any]) -> None:
+    """Exponentially weighted mean and (population) variance, in place, one more value with weight ``w``."""
     d = x - mean
     mean += w * d
-    return mean, (1.0 - w) * (var + w * d * d)
+    var[:] = (1.0 - w) * (var + w * d * d)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Closed windows of many series of one model (rows), as arrays, ready to fold."""
+
+    count: npt.NDArray[np.float64]
+    hist: npt.NDArray[np.float64]  # (n, bins)
+    total: npt.NDArray[np.float64]
+    total_sq: npt.NDArray[np.float64]
+    usable: npt.NDArray[np.bool_]  # enough events for the distribution tests
+    feat: npt.NDArray[np.float64] | None = None  # (n, features, bins), zero-padded
+    feat_ok: npt.NDArray[np.bool_] | None = None  # (n, features): this window has that feature on its learned bins
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> Batch:
+        return Batch(self.count[mask], self.hist[mask], self.total[mask], self.total_sq[mask], self.usable[mask],
+                     None if self.feat is None else self.feat[mask],
+                     None if self.feat_ok is None else self.feat_ok[mask])
 
 
 def array_out(a: npt.NDArray[Any], parts: list[bytes] | None) -> dict[str, Any]:
@@ -160,8 +167,11 @@ class SeriesStore:
     N_PRED, N_ALL, DISP, DISP_N, CENTER, SPREAD, SAMPLING, WITHIN, LOG_C, LOG_S, INV, N_FEAT = range(12)
     SCALARS = 12
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, slots: int = 8):
+        """``k``: windows a slot remembers; ``slots``: room for slot keys to start with (each
+        growth copies the store, so a weekly calendar's ~230 keys are best given at once)."""
         self.k = k
+        self.slots = slots
         self.keys: dict[SlotKey, int] = {}  # slot key -> column
         self.point_keys: dict[SlotKey, int] = {}  # preferred slot key -> column of the same-slot history
         self.rows: dict[int, int] = {}  # series id -> row
@@ -176,6 +186,7 @@ class SeriesStore:
         self.recent = np.zeros((0, RECENT), POINT)
         self.recent_n = np.zeros(0, np.int64)
         self.same = np.zeros((0, 0, SAME_SLOT), POINT)
+        self.ph = np.zeros((0, 7))  # Page-Hinkley state of the prediction's residuals (stream.detect)
         self.held: dict[int, list[tuple[tuple[SlotKey, ...], Window, bool]]] = {}
 
     # ----------------------------------------------------------------- rows and columns
@@ -188,7 +199,7 @@ class SeriesStore:
         else:
             r = len(self.rows)
             if r >= len(self.scal):
-                self._resize(rows=max(16, len(self.scal) * 5 // 4))
+                self._resize(rows=max(16, len(self.scal) * 3 // 2))
         self.rows[sid] = r
         return r
 
@@ -200,6 +211,7 @@ class SeriesStore:
         for a in (self.scal, self.hist, self.fhist, self.fdisp, self.recent, self.same):
             a[r] = 0
         self.recent_n[r] = 0
+        self.ph[r] = PH_START
         self.held.pop(sid, None)
         self.free.append(r)
 
@@ -208,7 +220,7 @@ class SeriesStore:
         if c is None:
             c = self.keys[key] = len(self.keys)
             if c >= self.scal.shape[1]:
-                self._resize(cols=max(8, 2 * self.scal.shape[1]))
+                self._resize(cols=max(self.slots, 2 * self.scal.shape[1]))
         return c
 
     def _pcol(self, key: SlotKey) -> int:
@@ -228,6 +240,9 @@ class SeriesStore:
             self.fhist = _grow(self.fhist, axis, size)
             self.fdisp = _grow(self.fdisp, axis, size)
             if axis == 0:
+                old = len(self.ph)
+                self.ph = _grow(self.ph, 0, size)
+                self.ph[old:] = PH_START
                 self.recent = _grow(self.recent, 0, size)
                 self.recent_n = _grow(self.recent_n, 0, size)
                 self.same = _grow(self.same, 0, size)
@@ -269,66 +284,156 @@ class SeriesStore:
     def fold(self, sid: int, keys: tuple[SlotKey, ...], w: Window, usable: bool) -> None:
         """Learn one closed window into each of the given slot keys."""
         self._shape_for(w)
-        r = self.row(sid)
-        k = self.k
-        log_count = math.log1p(w.count)
-        inv = 1.0 / max(w.count, 1)
+        self.fold_many(np.array([self.row(sid)]), keys, self.batch([w], usable=np.array([usable])))
+
+    def batch(self, windows: list[Window], usable: npt.NDArray[np.bool_]) -> Batch:
+        """Windows as a Batch on this store's bins (features on other bins than learned are left out)."""
+        n, nf, fb = len(windows), len(self.features), self.fhist.shape[3]
+        hist = np.zeros((n, self.hist.shape[2]))
+        feat = np.zeros((n, nf, fb)) if nf else None
+        ok = np.zeros((n, nf), bool) if nf else None
+        index = {name: j for j, name in enumerate(self.features)}
+        for i, w in enumerate(windows):
+            if w.hist is not None:
+                hist[i, : len(w.hist)] = w.hist
+            for name, h in (w.features or {}).items():
+                j = index[name]
+                if len(h) <= 1:
+                    continue  # the feature's bins are not learned yet
+                if self.fsize[j] == 0:
+                    self.fsize[j] = len(h)
+                if len(h) == self.fsize[j] and feat is not None and ok is not None:
+                    feat[i, j, : len(h)] = h
+                    ok[i, j] = True
+        return Batch(np.array([w.count for w in windows], dtype=np.float64), hist,
+                     np.array([w.total for w in windows]), np.array([w.total_sq for w in windows]),
+                     usable & np.array([w.hist is not None and w.count > 0 for w in windows], dtype=bool), feat, ok)
+
+    def fold_many(self, rows: npt.NDArray[np.int64], keys: tuple[SlotKey, ...], b: Batch) -> None:
+        """Learn one closed window per row into each of the given slot keys (all at once)."""
+        k = float(self.k)
+        log_count = np.log1p(b.count)
+        inv = 1.0 / np.maximum(b.count, 1.0)
+        u = b.usable
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = np.where(u, b.total / b.count, 0.0)
+            within = np.where(u, np.maximum(b.total_sq / b.count - mu * mu, 0.0), 0.0)
         for key in keys:
             c = self._col(key)
-            s = self.scal[r, c]
-            n_all = float(s[self.N_ALL])
-            wt = 1.0 / min(n_all + 1.0, k)
-            s[self.LOG_C], s[self.LOG_S] = _ew(float(s[self.LOG_C]), float(s[self.LOG_S]), log_count, wt)
-            s[self.INV] += wt * (inv - float(s[self.INV]))
-            s[self.N_ALL] = n_all + 1
-            if not usable or w.hist is None:
-                continue
-            n_pred = float(s[self.N_PRED])
-            b = len(w.hist)
-            mean_hist = self.hist[r, c, :b]
-            if n_pred >= 1:
-                ratio = float(dispersion_ratios(w.hist, mean_hist, min(n_pred, k))[0])
-                if ratio == ratio:
-                    n_d = float(s[self.DISP_N])
-                    s[self.DISP] += (ratio - float(s[self.DISP])) / min(n_d + 1.0, k)
-                    s[self.DISP_N] = n_d + 1
-            wt = 1.0 / min(n_pred + 1.0, k)
-            mean_hist += wt * (w.hist - mean_hist)
-            mu = w.total / w.count
-            within = max(w.total_sq / w.count - mu * mu, 0.0)
-            s[self.CENTER], s[self.SPREAD] = _ew(float(s[self.CENTER]), float(s[self.SPREAD]), mu, wt)
-            s[self.SAMPLING] += wt * (within / w.count - float(s[self.SAMPLING]))
-            s[self.WITHIN] += wt * (within - float(s[self.WITHIN]))
-            s[self.N_PRED] = n_pred + 1
-            if w.features:
-                self._fold_features(r, c, s, w.features)
+            s = self.scal[rows, c].astype(np.float64)
+            wt = 1.0 / np.minimum(s[:, self.N_ALL] + 1.0, k)
+            lc, ls = s[:, self.LOG_C].copy(), s[:, self.LOG_S].copy()
+            _ew(lc, ls, log_count, wt)
+            s[:, self.LOG_C], s[:, self.LOG_S] = lc, ls
+            s[:, self.INV] += wt * (inv - s[:, self.INV])
+            s[:, self.N_ALL] += 1
+            if u.any():
+                ru, su = rows[u], s[u]
+                n_pred = su[:, self.N_PRED]
+                mean_hist = self.hist[ru, c].astype(np.float64)
+                ratio = dispersion_ratios(b.hist[u], mean_hist, np.minimum(n_pred, k))
+                has = (n_pred >= 1) & ~np.isnan(ratio)
+                n_d = su[:, self.DISP_N]
+                su[:, self.DISP] = np.where(has, su[:, self.DISP] + (np.nan_to_num(ratio) - su[:, self.DISP]) / np.minimum(n_d + 1.0, k), su[:, self.DISP])
+                su[:, self.DISP_N] = n_d + has
+                wt = 1.0 / np.minimum(n_pred + 1.0, k)
+                self.hist[ru, c] = mean_hist + wt[:, None] * (b.hist[u] - mean_hist)
+                center, spread = su[:, self.CENTER].copy(), su[:, self.SPREAD].copy()
+                _ew(center, spread, mu[u], wt)
+                su[:, self.CENTER], su[:, self.SPREAD] = center, spread
+                su[:, self.SAMPLING] += wt * (within[u] / b.count[u] - su[:, self.SAMPLING])
+                su[:, self.WITHIN] += wt * (within[u] - su[:, self.WITHIN])
+                su[:, self.N_PRED] = n_pred + 1
+                if b.feat is not None and b.feat_ok is not None:
+                    su[:, self.N_FEAT] += self._fold_features(ru, c, su[:, self.N_FEAT], b.feat[u], b.feat_ok[u])
+                s[u] = su
+            self.scal[rows, c] = s
 
-    def _fold_features(self, r: int, c: int, s: npt.NDArray[np.float32], feats: dict[str, npt.NDArray[np.int64]]) -> None:
-        idx, rows = [], []
-        for name, h in feats.items():
-            i = self.features.index(name)
-            if len(h) <= 1:
-                continue  # the feature's bins are not learned yet
-            if self.fsize[i] == 0:
-                self.fsize[i] = len(h)
-            if len(h) != self.fsize[i]:
+    def _fold_features(self, rows: npt.NDArray[np.int64], c: int, n_feat: npt.NDArray[np.float64],
+                       feat: npt.NDArray[np.float64], ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Fold the feature histograms; which rows had any (their window count goes up by one)."""
+        some: npt.NDArray[np.bool_] = np.asarray(ok.any(axis=1))
+        if not some.any():
+            return some
+        rows, feat, ok = rows[some], feat[some], ok[some]
+        k = float(self.k)
+        n_f = n_feat[some]
+        means = self.fhist[rows, c].astype(np.float64)  # (n, F, bins)
+        disp = self.fdisp[rows, c].astype(np.float64)  # (n, F, 2)
+        ratios = dispersion_ratios(feat, means, np.broadcast_to(np.minimum(n_f, k)[:, None], ok.shape))
+        has = ok & (n_f >= 1)[:, None] & ~np.isnan(ratios)
+        step = (np.nan_to_num(ratios) - disp[..., 0]) / np.minimum(disp[..., 1] + 1.0, k)
+        disp[..., 0] += np.where(has, step, 0.0)
+        disp[..., 1] += has
+        self.fdisp[rows, c] = disp
+        wt = (1.0 / np.minimum(n_f + 1.0, k))[:, None, None]
+        self.fhist[rows, c] = np.where(ok[..., None], means + wt * (feat - means), means)
+        return some
+
+    def ensure(self, bins: int, features: dict[str, int]) -> None:
+        """Room for histograms of ``bins`` bins and these features (name -> bins)."""
+        if bins > self.hist.shape[2]:
+            self.hist = _grow(self.hist, 2, bins)
+        self.bins = max(self.bins, bins)
+        for name in features:
+            if name not in self.features:
+                self.features.append(name)
+                self.fsize.append(0)
+        if len(self.features) > self.fhist.shape[2]:
+            self.fhist = _grow(self.fhist, 2, len(self.features))
+            self.fdisp = _grow(self.fdisp, 2, len(self.features))
+        fb = max(features.values(), default=0)
+        if fb > self.fhist.shape[3]:
+            self.fhist = _grow(self.fhist, 3, fb)
+
+    def rows_for(self, sids: list[int]) -> npt.NDArray[np.int64]:
+        return np.fromiter((self.row(s) for s in sids), dtype=np.int64, count=len(sids))
+
+    def pick(
+        self, rows: npt.NDArray[np.int64], chain: tuple[SlotKey, ...], usable: bool, min_windows: int,
+        min_named_holiday: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per row, the column of the first key in the chain with enough windows (usable ones, or
+        all) and that key's place in the chain; -1 where none has.
+
+        Enough is ``min_windows``, or ``min_named_holiday`` for one named holiday (a holiday comes
+        once a year: two past Christmases are worth more than eight Sundays).
+        """
+        col = np.full(len(rows), -1, dtype=np.int64)
+        pos = np.full(len(rows), -1, dtype=np.int64)
+        which = self.N_PRED if usable else self.N_ALL
+        for i, key in enumerate(chain):
+            c = self.keys.get(key)
+            if c is None:
                 continue
-            idx.append(i)
-            rows.append(np.pad(h, (0, self.fhist.shape[3] - len(h))))
-        if not idx:
-            return
-        n_f = float(s[self.N_FEAT])
-        cur = np.stack(rows)
-        means = self.fhist[r, c, idx]
-        if n_f >= 1:
-            ratios = dispersion_ratios(cur, means, min(n_f, self.k))
-            disp = self.fdisp[r, c, idx]
-            ok = ~np.isnan(ratios)
-            disp[ok, 0] += (ratios[ok] - disp[ok, 0]) / np.minimum(disp[ok, 1] + 1.0, self.k)
-            disp[ok, 1] += 1
-            self.fdisp[r, c, idx] = disp
-        self.fhist[r, c, idx] = means + (cur - means) / min(n_f + 1.0, self.k)
-        s[self.N_FEAT] = n_f + 1
+            need = min_named_holiday if (min_named_holiday and key[0] == "holiday" and len(key) == 3) else min_windows
+            take = (col < 0) & (self.scal[rows, c, which] >= need)
+            col[take], pos[take] = c, i
+        return col, pos
+
+    def key_of(self, col: int) -> SlotKey:
+        for key, c in self.keys.items():
+            if c == col:
+                return key
+        raise KeyError(col)
+
+    def baseline_at(self, sid: int, col: int, preferred: bool, usable: bool) -> Baseline:
+        """The statistics of one series at one slot column (copies: later folds do not move them)."""
+        r = self.rows[sid]
+        s = self.scal[r, col]
+        feats = None
+        if usable and s[self.N_FEAT] >= 2:
+            nf = min(int(s[self.N_FEAT]), self.k)
+            feats = {name: (self.fhist[r, col, j, : self.fsize[j]].copy(), float(self.fdisp[r, col, j, 0]),
+                            min(int(self.fdisp[r, col, j, 1]), self.k), nf)
+                     for j, name in enumerate(self.features) if self.fsize[j]}
+        n = int(s[self.N_PRED if usable else self.N_ALL])
+        return Baseline(
+            self.key_of(col), min(n, self.k), preferred, self.hist[r, col, : self.bins].copy(),
+            float(s[self.DISP]), min(int(s[self.DISP_N]), self.k),
+            float(s[self.CENTER]), float(s[self.SPREAD]), float(s[self.SAMPLING]), float(s[self.WITHIN]),
+            float(s[self.LOG_C]), float(s[self.LOG_S]), float(s[self.INV]), feats,
+        )
 
     # ----------------------------------------------------------------- baselines
     def baseline(
@@ -339,39 +444,31 @@ class SeriesStore:
         min_windows: int,
         min_named_holiday: int | None = None,
     ) -> Baseline | None:
-        """The statistics of the first key in the chain with enough windows (usable ones, or all).
-
-        Enough is ``min_windows``, or ``min_named_holiday`` for one named holiday (a holiday comes
-        once a year: two past Christmases are worth more than eight Sundays).
-        """
+        """The statistics of the first key in the chain with enough windows (see ``pick``)."""
         r = self.rows.get(sid)
         if r is None:
             return None
-        which = self.N_PRED if usable else self.N_ALL
-        for i, key in enumerate(chain):
-            c = self.keys.get(key)
-            if c is None:
-                continue
-            s = self.scal[r, c]
-            n = int(s[which])
-            need = min_named_holiday if (min_named_holiday and key[0] == "holiday" and len(key) == 3) else min_windows
-            if n < need:
-                continue
-            feats = None
-            if usable and s[self.N_FEAT] >= 2:
-                nf = min(int(s[self.N_FEAT]), self.k)
-                feats = {name: (self.fhist[r, c, j, : self.fsize[j]].copy(), float(self.fdisp[r, c, j, 0]),
-                                min(int(self.fdisp[r, c, j, 1]), self.k), nf)
-                         for j, name in enumerate(self.features) if self.fsize[j]}
-            return Baseline(
-                key, min(n, self.k), i == 0, self.hist[r, c, : self.bins].copy(),
-                float(s[self.DISP]), min(int(s[self.DISP_N]), self.k),
-                float(s[self.CENTER]), float(s[self.SPREAD]), float(s[self.SAMPLING]), float(s[self.WITHIN]),
-                float(s[self.LOG_C]), float(s[self.LOG_S]), float(s[self.INV]), feats,
-            )
-        return None
+        col, pos = self.pick(np.array([r]), chain, usable, min_windows, min_named_holiday)
+        if col[0] < 0:
+            return None
+        return self.baseline_at(sid, int(col[0]), pos[0] == 0, usable)
 
     # ----------------------------------------------------------------- score history
+    def note_many(self, rows: npt.NDArray[np.int64], key: SlotKey, start: int, count: npt.NDArray[np.float64],
+                  score: npt.NDArray[np.float64], threshold: npt.NDArray[np.float64]) -> None:
+        """Remember closed windows' scores ((rows, 3): prediction, volume, feature; NaN for none) in
+        the series' recent windows and their same-slot history."""
+        p = np.zeros(len(rows), POINT)
+        p["start"], p["count"], p["score"], p["threshold"] = start, count, score, threshold
+        n = self.recent_n[rows]
+        self.recent[rows, n % RECENT] = p
+        self.recent_n[rows] = n + 1
+        c = self._pcol(key)  # may grow self.same: index after
+        same = self.same[rows, c]
+        same[:, :-1] = same[:, 1:]
+        same[:, -1] = p
+        self.same[rows, c] = same
+
     def note(self, sid: int, key: SlotKey, start: int, count: int, scores: dict[str, tuple[float, float]]) -> None:
         """Remember a closed window's scores: in the series' recent windows and its same-slot history."""
         r = self.row(sid)
@@ -407,7 +504,7 @@ class SeriesStore:
         """Bytes of the live series' rows over the slot keys in use (what a snapshot carries)."""
         nk, npk = len(self.keys), len(self.point_keys)
         per_row = sum(a[:1, :nk].nbytes for a in (self.scal, self.hist, self.fhist, self.fdisp))
-        per_row += self.same[:1, :npk].nbytes + self.recent[:1].nbytes + 8
+        per_row += self.same[:1, :npk].nbytes + self.recent[:1].nbytes + self.ph[:1].nbytes + 8
         return per_row * len(self.rows)
 
     def snapshot(self, parts: list[bytes] | None = None) -> dict[str, Any]:
@@ -421,7 +518,7 @@ class SeriesStore:
             "scal": array_out(self.scal[rows, :nk], parts), "hist": array_out(self.hist[rows, :nk], parts),
             "fhist": array_out(self.fhist[rows, :nk], parts), "fdisp": array_out(self.fdisp[rows, :nk], parts),
             "recent": array_out(self.recent[rows], parts), "recent_n": self.recent_n[rows].tolist(),
-            "same": array_out(self.same[rows, :npk], parts),
+            "same": array_out(self.same[rows, :npk], parts), "ph": array_out(self.ph[rows], parts),
             "held": [[sid, [[[list(k) for k in keys], _window_out(w), usable] for keys, w, usable in held]]
                      for sid, held in self.held.items()],
         }
@@ -436,10 +533,10 @@ class SeriesStore:
         st.point_keys = {tuple(k): i for i, k in enumerate(d["point_keys"])}
         st.rows = {int(s): i for i, s in enumerate(d["sids"])}
         st.scal, st.hist, st.fhist, st.fdisp = (array_in(d[n], parts) for n in ("scal", "hist", "fhist", "fdisp"))
-        st.recent, st.same = array_in(d["recent"], parts), array_in(d["same"], parts)
+        st.recent, st.same, st.ph = (array_in(d[n], parts) for n in ("recent", "same", "ph"))
         st.recent_n = np.asarray(d["recent_n"], dtype=np.int64)
         n = len(st.rows)
-        for a in (st.scal, st.hist, st.fhist, st.fdisp, st.recent, st.same):
+        for a in (st.scal, st.hist, st.fhist, st.fdisp, st.recent, st.same, st.ph):
             if len(a) != n:
                 raise ValueError("series store arrays disagree on the number of series")
         st.held = {int(sid): [(tuple(tuple(k) for k in keys), _window_in(w), bool(u)) for keys, w, u in held]

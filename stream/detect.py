@@ -103,9 +103,66 @@ def two_sided_quantile(alpha: float, df: float) -> float:
     return t_quantile(1.0 - alpha / 2.0, max(int(df), 1))
 
 
-def _null_scale(n: float, m: float) -> float:
-    """JSD (bits) per unit of chi-square for samples of size n and m."""
-    return (1.0 / n + 1.0 / m) / (8.0 * _LN2)
+def _grid(df: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Degrees of freedom rounded down (exact up to 30, then to a 2% geometric grid): quantiles
+    hardly move there, rounding down only widens a threshold, and the few values recur in a cache."""
+    df = np.maximum(np.floor(df), 1.0)
+    big = df > 30
+    if big.any():
+        df = df.copy()
+        df[big] = np.floor(30.0 * 1.02 ** np.floor(np.log(df[big] / 30.0) / math.log(1.02)))
+    return df
+
+
+def _cached(fn: object, *cols: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Apply a cached scalar quantile function to each distinct row of ``cols``."""
+    keys = np.stack(cols, axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    vals = np.array([fn(*(int(x) if x == x and abs(x) < 1e18 else float(x) for x in row)) for row in uniq])  # type: ignore[operator]
+    return vals[inverse.reshape(-1)]
+
+
+def _t_two_sided(alpha: float, df: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Two-sided Student t critical values (normal beyond 1000 degrees of freedom)."""
+    out = np.full(len(df), _NORMAL.inv_cdf(1.0 - alpha / 2.0))
+    small = df <= 1000
+    if small.any():
+        out[small] = _cached(lambda d: t_quantile(1.0 - alpha / 2.0, d), _grid(df[small]))
+    return out
+
+
+def distribution_tests(
+    current: npt.ArrayLike, mean: npt.ArrayLike, windows: npt.ArrayLike, dispersion: npt.ArrayLike,
+    ratios: npt.ArrayLike, alpha: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Scores and thresholds of many windows (rows) at once; see ``distribution_test``."""
+    cur = np.atleast_2d(np.asarray(current, dtype=np.float64))
+    k = np.asarray(windows, dtype=np.float64).reshape(-1)
+    pooled = np.atleast_2d(np.asarray(mean, dtype=np.float64)) * k[:, None]
+    n, m = cur.sum(axis=1), pooled.sum(axis=1)
+    ok = (n > 0) & (m > 0)
+    score = np.zeros(len(cur))
+    threshold = np.full(len(cur), np.inf)
+    if not ok.any():
+        return score, threshold
+    cur, pooled, n, m = cur[ok], pooled[ok], n[ok], m[ok]
+    df = np.maximum(((pooled + cur) > 0).sum(axis=1) - 1, 1).astype(np.float64)
+    r = np.asarray(ratios, dtype=np.float64).reshape(-1)[ok]
+    phi = np.where(r > 0, np.maximum(1.0, np.asarray(dispersion, dtype=np.float64).reshape(-1)[ok]), 1.0)
+    score[ok] = js_rows(cur / n[:, None], pooled / m[:, None])
+    # Sampling noise (dispersion 1) is known; only the excess over it is estimated from the
+    # windows, so the denominator degrees of freedom grow as the excess shrinks (Satterthwaite).
+    excess = phi - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dfd = np.where(excess > 1e-9, np.maximum(r, 1.0) * df * (phi / excess) ** 2, np.inf)
+    critical = np.empty(len(df))
+    chi = dfd > 1e5
+    if chi.any():
+        critical[chi] = _cached(lambda d: chi2_quantile(1.0 - alpha, d), df[chi])
+    if (~chi).any():
+        critical[~chi] = df[~chi] * _cached(lambda a, b: f_quantile(1.0 - alpha, a, b), df[~chi], _grid(dfd[~chi]))
+    threshold[ok] = phi * critical * (1.0 / n + 1.0 / m) / (8.0 * _LN2)
+    return score, threshold
 
 
 def distribution_test(
@@ -115,25 +172,31 @@ def distribution_test(
     windows, whose own windows strayed ``dispersion`` times as far as sampling noise predicts
     (learned from ``ratios`` windows). ``alpha`` is the per-test false-alarm rate.
     """
-    cur = np.asarray(current, dtype=np.float64)
-    pooled = np.asarray(mean, dtype=np.float64) * windows
-    n, m = float(cur.sum()), float(pooled.sum())
-    if n <= 0 or m <= 0:
-        return Verdict(0.0, float("inf"), False, "empty", "js_divergence")
-    support = int(((pooled + cur) > 0).sum())
-    df = max(support - 1, 1)
-    phi = max(1.0, dispersion) if ratios else 1.0
-    score = js_divergence(cur, pooled)
-    # Sampling noise (dispersion 1) is known; only the excess over it is estimated from the
-    # windows, so the denominator degrees of freedom grow as the excess shrinks (Satterthwaite).
-    excess = phi - 1.0
-    dfd = max(ratios, 1) * df * (phi / excess) ** 2 if excess > 1e-9 else float("inf")
-    if dfd > 1e5:
-        critical = chi2_quantile(1.0 - alpha, df)
-    else:
-        critical = df * f_quantile(1.0 - alpha, df, max(int(dfd), 1))
-    threshold = phi * critical * _null_scale(n, m)
-    return Verdict(score, float(threshold), score > threshold, f"dispersion {phi:.2f}, df {df}", "js_divergence")
+    score, threshold = distribution_tests(current, mean, [windows], [dispersion], [ratios], alpha)
+    sc, th = float(score[0]), float(threshold[0])
+    return Verdict(sc, th, sc > th, f"dispersion {max(dispersion, 1.0) if ratios else 1.0:.2f}", "js_divergence")
+
+
+def mean_shift_tests(
+    n: npt.ArrayLike, total: npt.ArrayLike, total_sq: npt.ArrayLike, center: npt.ArrayLike, spread: npt.ArrayLike,
+    sampling: npt.ArrayLike, within: npt.ArrayLike, windows: npt.ArrayLike, alpha: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(|z|, critical value, z) of many windows at once; see ``mean_shift_test``."""
+    n_, tot, sq, c, sp, sa, wi, k = (np.asarray(x, dtype=np.float64).reshape(-1)
+                                     for x in (n, total, total_sq, center, spread, sampling, within, windows))
+    k = np.maximum(k, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_cur = tot / n_
+        within_cur = np.where(n_ > 1, np.maximum(sq / n_ - mean_cur**2, 0.0), wi)
+        sample_spread = np.where(k > 1, sp * k / (k - 1), 0.0)
+        tau2 = np.maximum(sample_spread - sa, 0.0)
+        known = np.maximum(within_cur, wi) / n_ + sa / k
+        estimated = tau2 * (1.0 + 1.0 / k)
+        var_d = known + estimated
+        z = np.where(var_d > 0, (mean_cur - c) / np.sqrt(var_d), 0.0)
+        df = np.where(estimated > 0, var_d**2 / (estimated**2 / np.maximum(k - 1, 1)), np.inf)
+    crit = np.where(var_d > 0, _t_two_sided(alpha, df), np.inf)
+    return np.abs(z), crit, z
 
 
 def mean_shift_test(
@@ -157,20 +220,29 @@ def mean_shift_test(
     >>> v = mean_shift_test(500, 500 * 0.36, 500 * (0.36**2 + 0.04), *base, 1e-4); v.breach, round(v.z, 1)
     (True, 6.0)
     """
-    k = max(windows, 1)
-    mean_cur = total / n
-    within_cur = max(total_sq / n - mean_cur**2, 0.0) if n > 1 else within
-    sample_spread = spread * k / (k - 1) if k > 1 else 0.0
-    tau2 = max(sample_spread - sampling, 0.0)
-    known = max(within_cur, within) / n + sampling / k
-    estimated = tau2 * (1.0 + 1.0 / k)
-    var_d = known + estimated
-    if var_d <= 0:
-        return Verdict(0.0, float("inf"), False, "no variance", "mean_shift", 0.0)
-    z = (mean_cur - center) / math.sqrt(var_d)
-    df = (var_d**2) / (estimated**2 / max(k - 1, 1)) if estimated > 0 else float("inf")
-    crit = two_sided_quantile(alpha, df)
-    return Verdict(abs(z), crit, abs(z) > crit, f"baseline mean {center:.4g}, df {min(df, 1e9):.0f}", "mean_shift", z)
+    score, crit, z = mean_shift_tests(n, total, total_sq, center, spread, sampling, within, windows, alpha)
+    sc, cr = float(score[0]), float(crit[0])
+    return Verdict(sc, cr, sc > cr, f"baseline mean {center:.4g}", "mean_shift", float(z[0]))
+
+
+def volume_tests(
+    count: npt.ArrayLike, log_center: npt.ArrayLike, log_spread: npt.ArrayLike, inv_count: npt.ArrayLike,
+    windows: npt.ArrayLike, alpha: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(|log residual|, threshold, standardised residual) of many windows at once; see ``volume_test``."""
+    cnt, lc, ls, inv, k = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (count, log_center, log_spread, inv_count, windows))
+    k = np.maximum(k, 1.0)
+    spread2 = np.where(k > 1, ls * k / np.maximum(k - 1, 1), 0.0)
+    poisson2 = 1.0 / np.maximum(np.expm1(lc), 1.0)
+    extra2 = np.maximum(spread2 - inv, 0.0)
+    floor2 = 0.05**2
+    known = poisson2 + np.where(extra2 < floor2, floor2, 0.0)
+    estimated = np.where(extra2 >= floor2, extra2, 0.0)
+    scale = np.sqrt((known + estimated) * (1.0 + 1.0 / k))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(estimated > 0, (known + estimated) ** 2 / (estimated**2 / np.maximum(k - 1, 1)), np.inf)
+    residual = np.log1p(cnt) - lc
+    return np.abs(residual), _t_two_sided(alpha, df) * scale, residual / scale
 
 
 def volume_test(count: float, log_center: float, log_spread: float, inv_count: float, windows: int, alpha: float) -> Verdict:
@@ -189,23 +261,44 @@ def volume_test(count: float, log_center: float, log_spread: float, inv_count: f
     >>> volume_test(1000, *base, 1e-4).breach, volume_test(200, *base, 1e-4).breach
     (False, True)
     """
-    k = max(windows, 1)
-    spread2 = log_spread * k / (k - 1) if k > 1 else 0.0
-    poisson2 = 1.0 / max(math.expm1(log_center), 1.0)
-    extra2 = max(spread2 - inv_count, 0.0)
-    floor2 = 0.05**2
-    known = poisson2 + (floor2 if extra2 < floor2 else 0.0)
-    estimated = extra2 if extra2 >= floor2 else 0.0
-    var = (known + estimated) * (1.0 + 1.0 / k)
-    scale = math.sqrt(var)
-    df = (known + estimated) ** 2 / (estimated**2 / max(k - 1, 1)) if estimated > 0 else float("inf")
-    z = two_sided_quantile(alpha, df)
-    residual = math.log1p(count) - log_center
-    threshold = z * scale
-    return Verdict(
-        abs(residual), threshold, abs(residual) > threshold, f"baseline {math.expm1(log_center):.0f} events",
-        "log_volume", residual / scale,
-    )
+    score, threshold, z = volume_tests(count, log_center, log_spread, inv_count, windows, alpha)
+    sc, th = float(score[0]), float(threshold[0])
+    return Verdict(sc, th, sc > th, f"baseline {math.expm1(log_center):.0f} events", "log_volume", float(z[0]))
+
+
+def js_rows(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Jensen-Shannon divergence (bits) along the last axis of two stacks of probability vectors."""
+    m = 0.5 * (a + b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ka = np.where(a > 0, a * np.log2(a / m), 0.0).sum(axis=-1)
+        kb = np.where(b > 0, b * np.log2(b / m), 0.0).sum(axis=-1)
+    return np.maximum(0.0, 0.5 * (ka + kb))
+
+
+PH_MIN_INSTANCES, PH_DELTA, PH_THRESHOLD, PH_FORGET = 20, 0.5, 25.0, 1 - 0.0001
+# n, mean, sum of increases, sum of decreases, min of the first (1e300: none yet; JSON has no
+# infinity), max of the second, detected
+PH_START = (0.0, 0.0, 0.0, 0.0, 1e300, -1.0, 0.0)
+
+
+def page_hinkley(state: npt.NDArray[np.float64], z: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """One Page-Hinkley step per row of ``state`` (n, 7), in place, with residuals ``z``; which rows
+    detected a change. The update is river's ``PageHinkley`` (two-sided, forgetting factor 1 - 1e-4)."""
+    z = np.clip(z, -10.0, 10.0)  # one wild window must not count as a trend
+    restart = state[:, 6] > 0
+    if restart.any():
+        state[restart] = PH_START
+    state[:, 0] += 1
+    state[:, 1] += (z - state[:, 1]) / state[:, 0]
+    dev = z - state[:, 1]
+    state[:, 2] = PH_FORGET * state[:, 2] + dev - PH_DELTA
+    state[:, 3] = PH_FORGET * state[:, 3] + dev + PH_DELTA
+    np.minimum(state[:, 4], state[:, 2], out=state[:, 4])
+    np.maximum(state[:, 5], state[:, 3], out=state[:, 5])
+    hit: npt.NDArray[np.bool_] = (state[:, 0] >= PH_MIN_INSTANCES) & (
+        (state[:, 2] - state[:, 4] > PH_THRESHOLD) | (state[:, 5] - state[:, 3] > PH_THRESHOLD))
+    state[:, 6] = hit
+    return hit
 
 
 class ResidualDetectors:
@@ -215,9 +308,8 @@ class ResidualDetectors:
     drift too slow or too small for any single window is still caught, while the weekly pattern is
     not (the residual is taken against the same-slot baseline). Its settings are for a residual
     that is standard normal when nothing changes, calibrated once (seeded simulation, heavy-tailed
-    t(3) noise) rather than per stream by a user. The update is river's ``PageHinkley`` (two-sided,
-    forgetting factor 1 - 1e-4) with its state in plain numbers, so a snapshot is seven floats
-    instead of the residuals needed to replay it (tests/test_detect.py checks both agree).
+    t(3) noise) rather than per stream by a user. The engine keeps all series' states in one array
+    (``page_hinkley``); this is one series' view of it. tests/test_detect.py checks it against river.
 
     >>> det = ResidualDetectors()
     >>> rng = np.random.default_rng(1)
@@ -230,28 +322,10 @@ class ResidualDetectors:
     """
 
     __slots__ = ("state",)
-    MIN_INSTANCES, DELTA, THRESHOLD, FORGET = 20, 0.5, 25.0, 1 - 0.0001
 
-    def __init__(self, state: list[float] | None = None) -> None:
-        # n, mean, sum of increases, sum of decreases, min of the first (1e300: none yet, JSON has no
-        # infinity), max of the second, detected
-        self.state = list(state) if state is not None else [0.0, 0.0, 0.0, 0.0, 1e300, -1.0, 0.0]
-        if len(self.state) != 7:
-            raise ValueError("a Page-Hinkley state has 7 numbers")
+    def __init__(self) -> None:
+        self.state = np.array([PH_START], dtype=np.float64)
 
     def update(self, z: float) -> str | None:
         """Feed one window's residual; ``"page_hinkley"`` when it saw a change."""
-        z = min(max(z, -10.0), 10.0)  # one wild window must not count as a trend
-        n, mean, inc, dec, min_inc, max_dec, detected = self.state
-        if detected:
-            n, mean, inc, dec, min_inc, max_dec = 0.0, 0.0, 0.0, 0.0, 1e300, -1.0
-        n += 1
-        mean += (z - mean) / n
-        dev = z - mean
-        inc = self.FORGET * inc + dev - self.DELTA
-        dec = self.FORGET * dec + dev + self.DELTA
-        min_inc = min(min_inc, inc)
-        max_dec = max(max_dec, dec)
-        hit = n >= self.MIN_INSTANCES and (inc - min_inc > self.THRESHOLD or max_dec - dec > self.THRESHOLD)
-        self.state = [n, mean, inc, dec, min_inc, max_dec, 1.0 if hit else 0.0]
-        return "page_hinkley" if hit else None
+        return "page_hinkley" if page_hinkley(self.state, np.array([z]))[0] else None

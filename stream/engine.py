@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .act import BreakerPolicy
-from .baseline import SIGNAL_INDEX, Baseline, SeriesStore, Window
-from .calendar import KIND_OF, Calendar, Slot, SlotKey
+from .baseline import SIGNAL_INDEX, Baseline, Batch, SeriesStore, Window
+from .calendar import KIND_OF, Calendar, Slot
 from .config import Config, ResolvedModel
 from .contract import (
     Alert,
@@ -33,12 +33,13 @@ from .contract import (
 from .decide import AlertState, severity, step
 from .decode import DeadLetter, Event, Record, decode_batch
 from .dedupe import Sent, notify_reason
-from .detect import ResidualDetectors, Verdict, distribution_test, mean_shift_test, volume_test
+from .detect import Verdict, page_hinkley
+from .evaluate import TESTS, Found, either_day, evaluate
 from .features import FeatureSketch, correlated_groups
 from .group import Emission, Note, SegmentGrouper
 from .metrics import Metrics
-from .sketch import CategoricalSpec, NumericSpec, Spec, grouped_histograms, histogram_summary
-from .window import Accumulator, OpenWindows, Watermark
+from .sketch import CategoricalSpec, NumericSpec, Spec, histogram_summary
+from .window import OpenWindows, Watermark, WindowSums
 
 FOUR_WEEKS_MS = 28 * 86_400_000
 SIGNALS = ("prediction", "volume")
@@ -92,7 +93,8 @@ class ModelState:
 
     def __init__(self, cfg: ResolvedModel, baseline_windows: int):
         self.cfg = cfg
-        self.store = SeriesStore(baseline_windows)
+        # weekly: 168 hours of the week, 48 weekday/weekend hours, and room for a few holidays
+        self.store = SeriesStore(baseline_windows, slots=232 if cfg.calendar == "weekly" else 8)
         self.calendar = Calendar(
             cfg.timezone,
             cfg.holidays,
@@ -144,7 +146,6 @@ class Engine:
         self.last_active: list[int] = []  # start of the last window with events, per series
         self.alert_states: dict[tuple[int, str], AlertState] = {}
         self.sent: dict[str, Sent] = {}
-        self.online: dict[tuple[int, str], ResidualDetectors] = {}
         self.grouper = SegmentGrouper(self.d.group_min_segments, self.d.repeat_interval)
         self.breakers = BreakerPolicy(
             ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=config.commands.key()
@@ -322,31 +323,17 @@ class Engine:
         values: npt.NDArray[np.float64] | None,
         feature_bins: dict[str, npt.NDArray[np.int64]] | None = None,
     ) -> None:
-        """All histograms (and sums) of this batch in one bincount each, then one add per (series, window)."""
+        """The batch's events into their open windows' sums: a few bincounts per window, no per-event Python."""
         assert m.spec is not None
-        w0 = int(ws.min())
-        wi = (ws - w0) // m.cfg.window
-        span = int(wi.max()) + 1
-        key = sids * span + wi
-        groups, inverse = np.unique(key, return_inverse=True)
-        hists = grouped_histograms(inverse.reshape(-1), bins, len(groups), m.spec.size)
-        counts = hists.sum(axis=1)
-        inv = inverse.reshape(-1)
-        sums: npt.NDArray[np.float64] = np.zeros(len(groups))
-        sqs: npt.NDArray[np.float64] = np.zeros(len(groups))
-        if values is not None:
-            sums = np.bincount(inv, weights=values, minlength=len(groups)).astype(np.float64)
-            sqs = np.bincount(inv, weights=values * values, minlength=len(groups)).astype(np.float64)
-        fh: dict[str, npt.NDArray[np.int64]] = {}
-        if feature_bins and m.features is not None:
-            for name, fb in feature_bins.items():
-                fh[name] = grouped_histograms(inv, fb, len(groups), m.features.size(name))
-        for g, k in enumerate(groups.tolist()):
-            sid, w = divmod(k, span)
-            m.windows.add(
-                w0 + w * m.cfg.window, sid, int(counts[g]), hists[g], float(sums[g]), float(sqs[g]),
-                {name: h[g] for name, h in fh.items()},
-            )
+        st = m.store
+        names = m.features.names if m.features is not None else []
+        st.ensure(m.spec.size, {n: m.features.max_size for n in names} if m.features is not None else {})
+        usids, inv = np.unique(sids, return_inverse=True)
+        rows = st.rows_for(usids.tolist())[inv.reshape(-1)]
+        index = {n: j for j, n in enumerate(st.features)}
+        feats = {index[n]: b for n, b in (feature_bins or {}).items()}
+        shape = (len(st.scal), st.hist.shape[2], st.fhist.shape[2], st.fhist.shape[3])
+        m.windows.add(ws, rows, bins, values, feats, shape)
 
     # ----------------------------------------------------------------- close and evaluate
     def _close_due(self, out: Output, watermark: int | None) -> None:
@@ -361,11 +348,14 @@ class Engine:
                 self._close(m, ws, out)
 
     def _close(self, m: ModelState, ws: int, out: Output) -> None:
-        accs = m.windows.pop(ws)
+        sums = m.windows.pop(ws)
         for old in [w for w in m.seen if w <= ws]:
             del m.seen[old]
-        for sid in accs:
-            self.last_active[sid] = ws
+        if sums is not None:
+            active = set(np.flatnonzero(sums.count > 0).tolist())
+            for sid, r in m.store.rows.items():
+                if r in active:
+                    self.last_active[sid] = ws
         self._expire(m, ws)
         d = self.d
         slot = m.calendar.slot(ws)
@@ -373,71 +363,8 @@ class Engine:
         n_tests = len(SIGNALS) + len(m.cfg.features)
         budget = d.false_alarms_per_4_weeks * self.budget_share
         alpha = budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * n_tests)
-        size = m.spec.size if m.spec is not None else 1
         self.breakers.expire(end)
-        notes: list[Note] = []
-        for sid in m.sids:
-            acc = accs.get(sid)
-            count = acc.count if acc is not None else 0
-            hist = acc.hist if acc is not None else np.zeros(size, dtype=np.int64)
-            m.store.release(sid, ws - d.adapt_after)
-            found, drifting = self._tests(m, sid, slot.chain, ws, acc, hist, count, alpha)
-            ambiguous: set[str] = set()
-            if slot.alternative:
-                # A holiday without history of its own may be kept as a day off or as an ordinary
-                # day: it is a drift only if it looks like neither (and unknown if either is unknown).
-                other, other_drifting = self._tests(m, sid, slot.alternative, ws, acc, hist, count, alpha)
-                for signal, mine in found.items():
-                    if mine is None or mine[1].preferred:
-                        continue
-                    alt = other[signal]
-                    if alt is None:
-                        found[signal] = None
-                    elif (alt[0].breach, alt[0].ratio) < (mine[0].breach, mine[0].ratio):
-                        if mine[0].breach:
-                            # Vetoed, not cleared: looking like one of two guesses is no evidence
-                            # that a firing alert is over.
-                            ambiguous.add(signal)
-                        found[signal] = alt
-                        if signal == "feature":
-                            drifting = other_drifting
-            # Online detectors watch the prediction's residual. Volume residuals of real traffic are
-            # autocorrelated (weather, school terms, events): cumulative detectors on them alerted
-            # every few days on the NAB and Metro series (BENCHMARKS.md), so volume relies on its
-            # window test.
-            f = found["prediction"]
-            if f is not None and f[0].z is not None:
-                found["prediction"] = (self._online(sid, "prediction", f[0]), f[1])
-            window = Window(
-                ws, count, hist if count else None,
-                acc.total if acc is not None else 0.0, acc.total_sq if acc is not None else 0.0,
-                acc.features if acc is not None and acc.features else None,
-            )
-            scores = {signal: (f[0].score, f[0].threshold) for signal, f in found.items() if f is not None}
-            # While an alert fires, its series' windows are not the normal to compare with (until
-            # ``adapt_after``), even those that lack the power to breach on their own.
-            flagged = any(f is not None and f[0].breach and signal != "feature" for signal, f in found.items()) or any(
-                (st := self.alert_states.get((sid, s))) is not None and st.status == "firing" for s in SIGNALS
-            )
-            usable = count >= d.min_window_events
-            if flagged:
-                m.store.hold(sid, slot.store, window, usable)
-            else:
-                m.store.fold(sid, slot.store, window, usable)
-            m.store.note(sid, slot.chain[0], ws, count, scores)
-            pred = found["prediction"]
-            pred_state = self.alert_states.get((sid, "prediction"))
-            # Prediction first: while the prediction drifts (or is about to fire), feature drift is its
-            # evidence, attached to the prediction alert, not an alert of its own.
-            inhibited = (pred is not None and pred[0].breach) or (pred_state is not None and pred_state.status != "inactive")
-            for signal, f in found.items():
-                evidence = _evidence(f[0]) if f is not None and signal not in ambiguous else None
-                if signal == "feature" and inhibited:
-                    evidence = None
-                note = self._step(m, sid, signal, f, evidence, slot, window, end)
-                if note is not None:
-                    note.payload["features"] = drifting if signal in ("prediction", "feature") else []
-                    notes.append(note)
+        notes = self._evaluate(m, sums, ws, slot, end, alpha) if m.sids else []
         for emission in self.grouper.apply(m.cfg.name, notes, end):
             alert = self._alert(m, emission, end)
             out.alerts.append(alert)
@@ -464,77 +391,115 @@ class Engine:
             self.last_active[sid] = -2  # expired; a new event makes it a new series
             for signal in (*SIGNALS, "feature"):
                 self.alert_states.pop((sid, signal), None)
-                self.online.pop((sid, signal), None)
         self.metrics.series.labels(m.cfg.name).set(len(m.sids))
 
-    def _tests(
-        self,
-        m: ModelState,
-        sid: int,
-        chain: tuple[SlotKey, ...],
-        ws: int,
-        acc: Accumulator | None,
-        hist: npt.NDArray[np.int64],
-        count: int,
-        alpha: float,
-    ) -> tuple[dict[str, tuple[Verdict, Baseline] | None], list[str]]:
-        """Window tests of one series against the baselines that ``chain`` picks."""
-        d = self.d
-        found: dict[str, tuple[Verdict, Baseline] | None] = {"prediction": None, "volume": None, "feature": None}
-        drifting: list[str] = []
-        if count >= d.min_window_events:
-            pb = m.store.baseline(sid, chain, True, d.min_baseline_windows, d.min_holiday_windows)
-            if pb is not None:
-                found["prediction"] = (self._prediction_test(m, acc, hist, count, pb, alpha), pb)
-                if acc is not None and acc.features and pb.features:
-                    fv = self._feature_tests(acc, pb, alpha)
-                    if fv:
-                        drifting = sorted(f for f, v in fv.items() if v.breach)
-                        top = max(fv.items(), key=lambda kv: (kv[1].breach, kv[1].ratio))
-                        found["feature"] = (replace(top[1], detail=top[0]), pb)
-        vb = m.store.baseline(sid, chain, False, d.min_baseline_windows, d.min_holiday_windows)
-        if vb is not None:
-            found["volume"] = (volume_test(count, vb.log_center, vb.log_spread, vb.inv_count, vb.windows, alpha), vb)
-        return found, drifting
+    def _evaluate(
+        self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float
+    ) -> list[Note]:
+        """Test every series of the model on the closed window, learn it, and step the alerts."""
+        d, st = self.d, m.store
+        sids = list(m.sids)
+        st.ensure(m.spec.size if m.spec is not None else 1, {})
+        rows = st.rows_for(sids)
+        for sid in list(st.held):
+            st.release(sid, ws - d.adapt_after)
+        fb = st.fhist.shape[3]
+        w = sums.take(rows) if sums is not None else WindowSums.zeros(len(rows), st.hist.shape[2], len(st.features), fb)
+        counts = w.count.astype(np.float64)
+        nf = len(st.features)
+        fsize = np.asarray(st.fsize[:nf], dtype=np.int64)
+        for j, name in enumerate(st.features):  # a feature's bins are fixed once it is ready
+            if fsize[j] == 0 and m.features is not None and m.features.ready(name):
+                st.fsize[j] = fsize[j] = m.features.size(name)
+        feat_ok = w.fseen[:, :nf] & (fsize > 0)[None, :] if nf else None
+        batch = Batch(counts, w.hist[:, : st.hist.shape[2]].astype(np.float64), w.total, w.total_sq,
+                      (counts >= d.min_window_events) & (counts > 0),
+                      w.feat[:, :nf, :fb].astype(np.float64) if nf else None, feat_ok)
+
+        def window(i: int) -> Window:
+            feats = {name: w.feat[i, j, : st.fsize[j]].copy() for j, name in enumerate(st.features)
+                     if feat_ok is not None and feat_ok[i, j]}
+            return Window(ws, int(w.count[i]), w.hist[i].copy() if w.count[i] else None, float(w.total[i]),
+                          float(w.total_sq[i]), feats or None)
+
+        numeric = isinstance(m.spec, NumericSpec)
+        found = evaluate(st, rows, slot.chain, batch, numeric, alpha, d.min_baseline_windows, d.min_holiday_windows)
+        ambiguous = np.zeros((3, len(sids)), bool)
+        if slot.alternative:
+            other = evaluate(st, rows, slot.alternative, batch, numeric, alpha, d.min_baseline_windows, d.min_holiday_windows)
+            ambiguous = either_day(found, other)
+        # Page-Hinkley watches the prediction's residual across windows. Volume residuals of real
+        # traffic are autocorrelated (weather, school terms, events): cumulative detectors on them
+        # alerted every few days on the NAB and Metro series (BENCHMARKS.md), so volume relies on
+        # its window test.
+        pred = found["prediction"]
+        watch = pred.has & ~np.isnan(pred.z)
+        if watch.any():
+            state = st.ph[rows[watch]]
+            hit = page_hinkley(state, pred.z[watch])
+            st.ph[rows[watch]] = state
+            online = np.zeros(len(sids), bool)
+            online[watch] = hit
+            online &= ~pred.breach
+            pred.test[online] = 3
+            pred.forced[online] = True
+        firing = np.array([any((st_ := self.alert_states.get((sid, s))) is not None and st_.status == "firing"
+                               for s in SIGNALS) for sid in sids], dtype=bool) if self.alert_states else np.zeros(len(sids), bool)
+        flagged = found["prediction"].breach | found["volume"].breach | firing
+        # Evidence: breach, clean (well below the threshold: a firing alert does not resolve on a
+        # window that merely lacks the power to confirm it), or neither.
+        evidence: dict[str, npt.NDArray[np.int8]] = {}
+        for i, signal in enumerate(("prediction", "volume", "feature")):
+            fs = found[signal]
+            ev = np.where(fs.breach, 1, np.where(fs.has & (fs.score <= CLEAN_FRACTION * fs.threshold), 0, -1)).astype(np.int8)
+            ev[ambiguous[i]] = -1
+            evidence[signal] = ev
+        # Prediction first: while the prediction drifts (or is about to fire), feature drift is its
+        # evidence, attached to the prediction alert, not an alert of its own.
+        pred_open = np.array([(a := self.alert_states.get((sid, "prediction"))) is not None and a.status != "inactive"
+                              for sid in sids], dtype=bool) if self.alert_states else np.zeros(len(sids), bool)
+        evidence["feature"][pred.breach | pred_open] = -1
+        # The few series with something to say, with their verdicts and baselines as of before this window.
+        todo: list[tuple[int, str, tuple[Verdict, Baseline] | None, bool | None]] = []
+        for i, sid in enumerate(sids):
+            for signal in ("prediction", "volume", "feature"):
+                said = int(evidence[signal][i])
+                if said != 1 and (sid, signal) not in self.alert_states:
+                    continue
+                todo.append((i, signal, self._verdict(st, sid, found[signal], i, signal), None if said < 0 else bool(said)))
+        keep = ~flagged
+        if keep.any():
+            st.fold_many(rows[keep], slot.store, batch.take(keep))
+        for j in np.flatnonzero(flagged).tolist():
+            # While an alert fires, its series' windows are not the normal to compare with (until
+            # ``adapt_after``), even those that lack the power to breach on their own.
+            st.hold(sids[j], slot.store, window(j), bool(batch.usable[j]))
+        scores = np.stack([np.where(found[s].has, found[s].score, np.nan) for s in ("prediction", "volume", "feature")], axis=1)
+        thresholds = np.stack([np.where(found[s].has, found[s].threshold, np.nan) for s in ("prediction", "volume", "feature")], axis=1)
+        st.note_many(rows, slot.chain[0], ws, counts, scores, thresholds)
+        notes: list[Note] = []
+        drifting = found["feature"].drifting
+        for i, signal, verdict, said_ in todo:
+            sid = sids[i]
+            note = self._step(m, sid, signal, verdict, said_, slot, window(i), end)
+            if note is not None:
+                names = [st.features[j] for j in np.flatnonzero(drifting[i])] if drifting.size else []
+                note.payload["features"] = sorted(names) if signal in ("prediction", "feature") else []
+                notes.append(note)
+        return notes
 
     @staticmethod
-    def _prediction_test(
-        m: ModelState, acc: Accumulator | None, hist: npt.NDArray[np.int64], count: int, base: Baseline, alpha: float
-    ) -> Verdict:
-        """Shape (Jensen-Shannon) and, for numbers, location (mean shift); the budget split between them."""
-        if len(hist) != len(base.hist):
-            return Verdict(0.0, float("inf"), False, "bins changed", "js_divergence")
-        shape = distribution_test(hist, base.hist, base.windows, base.dispersion, base.ratios, alpha / 2)
-        if not isinstance(m.spec, NumericSpec) or acc is None:
-            return shape
-        loc = mean_shift_test(
-            count, acc.total, acc.total_sq, base.center, base.spread, base.sampling, base.within, base.windows,
-            alpha / 2,
-        )
-        best = max((shape, loc), key=lambda v: (v.breach, v.ratio))
-        return replace(best, z=loc.z)
-
-    def _online(self, sid: int, signal: str, verdict: Verdict) -> Verdict:
-        """Feed the window's residual to the series' online detectors; a detection is a breach."""
-        key = (sid, signal)
-        det = self.online.get(key)
-        if det is None:
-            det = self.online[key] = ResidualDetectors()
-        name = det.update(verdict.z) if verdict.z is not None else None
-        if name is None or verdict.breach:
-            return verdict
-        return replace(verdict, breach=True, test=name,
-                       detail=f"{name}: sustained shift of the standardised residual over recent windows")
-
-    @staticmethod
-    def _feature_tests(acc: Accumulator, base: Baseline, alpha: float) -> dict[str, Verdict]:
-        """Each feature's histogram (null bin included) against the same baseline windows."""
-        out = {}
-        for name, cur in acc.features.items():
-            fb = base.features.get(name) if base.features else None
-            if fb is not None and len(fb[0]) == len(cur):
-                out[name] = distribution_test(cur, fb[0], fb[3], fb[1], fb[2], alpha)
-        return out
+    def _verdict(st: SeriesStore, sid: int, f: Found, i: int, signal: str) -> tuple[Verdict, Baseline] | None:
+        if not f.has[i]:
+            return None
+        test = TESTS[int(f.test[i])]
+        detail = st.features[int(f.feature[i])] if signal == "feature" else ""
+        if test == "page_hinkley":
+            detail = "page_hinkley: sustained shift of the standardised residual over recent windows"
+        z = float(f.z[i])
+        verdict = Verdict(float(f.score[i]), float(f.threshold[i]), bool(f.breach[i]), detail, test,
+                          None if z != z else z)
+        return verdict, st.baseline_at(sid, int(f.col[i]), bool(f.pos[i] == 0), signal != "volume")
 
     def _step(
         self,

@@ -33,6 +33,7 @@ class FeatureSketch:
         self.names = list(names)
         self.learn_from = learn_from
         self.n_bins = bins
+        self.max_labels = 16
         self.specs: dict[str, Spec | None] = {n: None for n in self.names}
         k = len(self.names)
         # Pairwise sums over events where both features are present.
@@ -44,6 +45,11 @@ class FeatureSketch:
     def size(self, name: str) -> int:
         spec = self.specs[name]
         return (spec.size if spec is not None else 0) + 1
+
+    @property
+    def max_size(self) -> int:
+        """Bins a feature's histogram can have (numeric bins or labels, plus other and null)."""
+        return max(self.n_bins, self.max_labels + 1) + 1
 
     def ready(self, name: str) -> bool:
         spec = self.specs[name]
@@ -62,7 +68,7 @@ class FeatureSketch:
                     continue
                 spec = self.specs[name] = (
                     NumericSpec(bins=self.n_bins, learn_from=self.learn_from)
-                    if type(first) in _NUMERIC else CategoricalSpec(max_labels=16)
+                    if type(first) in _NUMERIC else CategoricalSpec(max_labels=self.max_labels)
                 )
             if isinstance(spec, NumericSpec):
                 if set(map(type, raw)) <= _PLAIN:  # the common case: numpy maps None to NaN itself

@@ -127,16 +127,6 @@ class CategoricalSpec:
 Spec = NumericSpec | CategoricalSpec
 
 
-def grouped_histograms(group: IntArray, bins: IntArray, n_groups: int, n_bins: int) -> IntArray:
-    """Histograms of ``bins`` for each group id, in one bincount call.
-
-    >>> grouped_histograms(np.array([0, 0, 1]), np.array([1, 1, 0]), 2, 3).tolist()
-    [[0, 2, 0], [1, 0, 0]]
-    """
-    flat = np.bincount(group * n_bins + bins, minlength=n_groups * n_bins)
-    return flat.reshape(n_groups, n_bins)
-
-
 def histogram_summary(counts: FloatArray, spec: Spec) -> dict[str, object]:
     """Readable summary of a histogram on a spec's bins (mean and quantiles from bin midpoints)."""
     total = float(counts.sum())

@@ -4,7 +4,7 @@ The state is input too (it comes back from a changelog topic), so it is plain JS
 with a version, validated on the way in by construction. What is kept: per model the sketch specs,
 feature sketches, open windows, unfrozen values, recent event ids and the series store (slot
 statistics as arrays, stored as base64 of their little-endian bytes with dtype and shape, checked on
-the way in); alert lifecycles, online detector states, notification log, open model-level groups,
+the way in); alert lifecycles, notification log, open model-level groups,
 breakers, the watermark and counters.
 
 >>> from stream.config import Config, ModelConfig
@@ -24,17 +24,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .baseline import SeriesStore
+from .baseline import SeriesStore, array_in, array_out
 from .config import Config
 from .decide import AlertState
 from .dedupe import Sent
-from .detect import ResidualDetectors
 from .engine import Engine, ModelState, Stats, segment_key
 from .features import FeatureSketch
 from .group import _Group
 from .metrics import Metrics
 from .sketch import CategoricalSpec, NumericSpec, Spec
-from .window import Accumulator
+from .window import WindowSums
 
 VERSION = 2
 MAGIC = b"DLS\x02"
@@ -90,14 +89,26 @@ def _features_in(fs: FeatureSketch | None, d: dict[str, Any] | None) -> None:
     fs._sumpair, fs._sqpair = np.asarray(d["sumpair"], float), np.asarray(d["sqpair"], float)
 
 
-def _acc_out(a: Accumulator) -> list[Any]:
-    return [a.count, a.hist.tolist(), a.total, a.total_sq, {k: v.tolist() for k, v in a.features.items()}]
+_SUMS = ("count", "hist", "total", "total_sq", "feat", "fseen")
 
 
-def _acc_in(x: list[Any]) -> Accumulator:
-    count, hist, total, total_sq, feats = x
-    return Accumulator(count, np.asarray(hist, dtype=np.int64), total, total_sq,
-                       {k: np.asarray(v, dtype=np.int64) for k, v in feats.items()})
+def _open_out(m: ModelState, parts: list[bytes] | None) -> list[Any]:
+    """Open windows' sums, on the rows the store's snapshot gives its series (sorted series ids)."""
+    rows = np.array([m.store.rows[s] for s in sorted(m.store.rows)], dtype=np.int64)
+    out = []
+    for ws, sums in m.windows._open.items():
+        t = sums.take(rows)
+        out.append([ws, {n: array_out(getattr(t, n), parts) for n in _SUMS}])
+    return out
+
+
+def _open_in(m: ModelState, d: list[Any], parts: list[memoryview] | None) -> None:
+    n = len(m.store.rows)
+    for ws, arrays in d:
+        sums = WindowSums(**{k: array_in(arrays[k], parts) for k in _SUMS})
+        if any(len(getattr(sums, k)) != n for k in _SUMS):
+            raise ValueError("open window sums disagree with the number of series")
+        m.windows._open[int(ws)] = sums
 
 
 def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
@@ -105,7 +116,7 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "spec": _spec_out(m.spec),
         "features": _features_out(m.features),
         "closed_upto": m.windows.closed_upto,
-        "open": [[ws, [[sid, _acc_out(a)] for sid, a in per.items()]] for ws, per in m.windows._open.items()],
+        "open": _open_out(m, parts),
         "sids": list(m.sids),
         "pending": [[s.tolist(), w.tolist(), v.tolist()] for s, w, v in m.pending],
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
@@ -117,12 +128,12 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.spec = _spec_in(d["spec"])
     _features_in(m.features, d["features"])
     m.windows.closed_upto = d["closed_upto"]
-    m.windows._open = {ws: {sid: _acc_in(a) for sid, a in per} for ws, per in d["open"]}
     m.sids = list(d["sids"])
     m.by_segment = {series_key[sid]: sid for sid in m.sids}
     m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64)) for s, w, v in d["pending"]]
     m.seen = {ws: set(ids) for ws, ids in d["seen"]}
     m.store = SeriesStore.restore(d["store"], parts)
+    _open_in(m, d["open"], parts)
 
 
 def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]:
@@ -135,7 +146,6 @@ def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]
                    for i in range(len(engine.series_model))],
         "alert_states": [[sid, sig, s.status, s.breaches, s.clean, s.starts_at] for (sid, sig), s in engine.alert_states.items()],
         "sent": [[fp, s.status, s.at] for fp, s in engine.sent.items()],
-        "online": [[sid, sig, det.state] for (sid, sig), det in engine.online.items()],
         "groups": [[model, sig, sorted(g.members), g.starts, g.last_sent] for (model, sig), g in engine.grouper.groups.items()],
         "breakers": [[model, sorted(b.alerts), b.expires_at] for model, b in engine.breakers.open.items()],
         "rate_limited": engine.breakers.rate_limited,
@@ -170,8 +180,6 @@ def restore(
         _model_in(m, md, engine.series_key, parts)
     engine.alert_states = {(sid, sig): AlertState(status, b, c, starts) for sid, sig, status, b, c, starts in data["alert_states"]}
     engine.sent = {fp: Sent(status, at) for fp, status, at in data["sent"]}
-    for sid, sig, state in data["online"]:
-        engine.online[(sid, sig)] = ResidualDetectors(state)
     for model, sig, members, starts, last_sent in data["groups"]:
         engine.grouper.groups[(model, sig)] = _Group(set(members), starts, last_sent, {})
     for model, alerts, expires in data["breakers"]:

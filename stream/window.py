@@ -66,23 +66,68 @@ class Watermark:
 
 
 @dataclass
-class Accumulator:
-    """Counts of one series in one open window."""
+class WindowSums:
+    """One open window of one model: counts, histograms and sums of every series, by store row."""
 
-    count: int
-    hist: npt.NDArray[np.int64]
-    total: float = 0.0
-    total_sq: float = 0.0
-    features: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    count: npt.NDArray[np.int64]  # (rows,)
+    hist: npt.NDArray[np.int64]  # (rows, bins)
+    total: npt.NDArray[np.float64]
+    total_sq: npt.NDArray[np.float64]
+    feat: npt.NDArray[np.int64]  # (rows, features, feature bins)
+    fseen: npt.NDArray[np.bool_]  # (rows, features): the window has that feature
+
+    @classmethod
+    def zeros(cls, rows: int, bins: int, features: int, feature_bins: int) -> WindowSums:
+        return cls(np.zeros(rows, np.int64), np.zeros((rows, bins), np.int64), np.zeros(rows), np.zeros(rows),
+                   np.zeros((rows, features, feature_bins), np.int64), np.zeros((rows, features), bool))
+
+    def take(self, rows: npt.NDArray[np.int64]) -> WindowSums:
+        """The sums of these rows (zeros for rows beyond the ones this window has room for)."""
+        n = len(self.count)
+        inside = rows < n
+        if inside.all():
+            return WindowSums(self.count[rows], self.hist[rows], self.total[rows], self.total_sq[rows],
+                              self.feat[rows], self.fseen[rows])
+        out = WindowSums.zeros(len(rows), self.hist.shape[1], self.feat.shape[1], self.feat.shape[2])
+        r = rows[inside]
+        for name in ("count", "hist", "total", "total_sq", "feat", "fseen"):
+            getattr(out, name)[inside] = getattr(self, name)[r]
+        return out
+
+    def add(self, rows: npt.NDArray[np.int64], bins: npt.NDArray[np.int64], values: npt.NDArray[np.float64] | None,
+            features: dict[int, npt.NDArray[np.int64]]) -> None:
+        """Add events: one bincount per sum over the distinct rows they touch."""
+        need = int(rows.max()) + 1
+        if need > len(self.count):
+            grown = WindowSums.zeros(max(need, len(self.count) * 5 // 4), self.hist.shape[1], self.feat.shape[1], self.feat.shape[2])
+            grown.__setitem__(len(self.count), self)
+            self.__dict__.update(grown.__dict__)
+        urows, inv = np.unique(rows, return_inverse=True)
+        inv = inv.reshape(-1)
+        u, b = len(urows), self.hist.shape[1]
+        self.count[urows] += np.bincount(inv, minlength=u)
+        self.hist[urows] += np.bincount(inv * b + bins, minlength=u * b).reshape(u, b)
+        if values is not None:
+            self.total[urows] += np.bincount(inv, weights=values, minlength=u)
+            self.total_sq[urows] += np.bincount(inv, weights=values * values, minlength=u)
+        fb = self.feat.shape[2]
+        for j, f in features.items():
+            self.feat[urows, j] += np.bincount(inv * fb + f, minlength=u * fb).reshape(u, fb)
+            self.fseen[urows, j] = True
+
+    def __setitem__(self, n: int, other: WindowSums) -> None:
+        """Copy ``other``'s first ``n`` rows in."""
+        for name in ("count", "hist", "total", "total_sq", "feat", "fseen"):
+            getattr(self, name)[:n] = getattr(other, name)[:n]
 
 
 class OpenWindows:
-    """Open windows of one model: window start -> series id -> accumulator."""
+    """Open windows of one model: window start -> sums of all its series."""
 
     def __init__(self, length: int):
         self.length = length
         self.closed_upto: int | None = None  # every window ending at or before this is closed
-        self._open: dict[int, dict[int, Accumulator]] = {}
+        self._open: dict[int, WindowSums] = {}
 
     def late_mask(self, window_starts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         if self.closed_upto is None:
@@ -91,38 +136,34 @@ class OpenWindows:
 
     def add(
         self,
-        window_start: int,
-        sid: int,
-        count: int,
-        hist: npt.NDArray[np.int64],
-        total: float = 0.0,
-        total_sq: float = 0.0,
-        features: dict[str, npt.NDArray[np.int64]] | None = None,
+        window_starts: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.int64],
+        bins: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64] | None,
+        features: dict[int, npt.NDArray[np.int64]],
+        shape: tuple[int, int, int, int],
     ) -> None:
-        per_series = self._open.setdefault(window_start, {})
-        acc = per_series.get(sid)
-        if acc is None:
-            acc = per_series[sid] = Accumulator(count, hist.astype(np.int64, copy=True), total, total_sq)
-        else:
-            acc.count += count
-            acc.hist += hist
-            acc.total += total
-            acc.total_sq += total_sq
-        for name, h in (features or {}).items():
-            have = acc.features.get(name)
-            if have is None or len(have) != len(h):
-                acc.features[name] = h.astype(np.int64, copy=True)
+        """Events (window start, store row, bin, value, feature bins) into their windows' sums;
+        ``shape`` is (rows, bins, features, feature bins) for a window opened now."""
+        for ws in np.unique(window_starts).tolist():
+            sel = window_starts == ws
+            sums = self._open.get(ws)
+            if sums is None:
+                sums = self._open[ws] = WindowSums.zeros(*shape)
+            if sel.all():
+                sums.add(rows, bins, values, features)
             else:
-                have += h
+                sums.add(rows[sel], bins[sel], None if values is None else values[sel],
+                         {j: f[sel] for j, f in features.items()})
 
     def due(self, watermark: int) -> list[int]:
         """Window starts that the watermark closes, oldest first."""
         return sorted(ws for ws in self._open if ws + self.length <= watermark)
 
-    def pop(self, window_start: int) -> dict[int, Accumulator]:
+    def pop(self, window_start: int) -> WindowSums | None:
         end = window_start + self.length
         self.closed_upto = end if self.closed_upto is None else max(self.closed_upto, end)
-        return self._open.pop(window_start, {})
+        return self._open.pop(window_start, None)
 
     def __len__(self) -> int:
         return len(self._open)
