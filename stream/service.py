@@ -126,26 +126,25 @@ class Service:
 
     # ----------------------------------------------------------------- main loop
     def run(self, idle_exit: float | None = None, on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
-        """Consume until stopped (or, with ``idle_exit``, until no record arrived for that many seconds)."""
+        """Consume until stopped (or, with ``idle_exit``, until polling the assigned partitions found no
+        record for that many seconds: time blocked in a commit or a reconnect does not count)."""
         cfg = self.config.kafka
         created = ensure_topics(cfg)
         if created:
             log.info("created topics %s", created)
         self._new_publisher()
         consumer = self._consumer = self._make_consumer()
-        started = time.monotonic()
-        last_record = last_commit = time.monotonic()
+        started = last_commit = time.monotonic()
+        idle = 0.0  # seconds spent polling our partitions without a record (not blocked elsewhere)
         self.running = True
         try:
             while not self.stopping.is_set():
-                self.last_turn = time.monotonic()
+                self.last_turn = polled = time.monotonic()
                 records = consumer.batch()
-                if not self.partitions:
-                    last_record = time.monotonic()  # idle time counts once partitions are ours
+                idle = 0.0 if records or not self.partitions else idle + time.monotonic() - polled
                 t0 = time.perf_counter()
                 self._process(records, consumer.caught_up())
                 if records:
-                    last_record = time.monotonic()
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
                 if time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000:
                     self._commit()
@@ -154,7 +153,7 @@ class Service:
                     consumer = self._new_consumer()
                 if on_batch is not None and records:
                     on_batch(self.summary(started))
-                if idle_exit is not None and time.monotonic() - last_record > idle_exit:
+                if idle_exit is not None and idle > idle_exit:
                     break
             self._commit()
         finally:

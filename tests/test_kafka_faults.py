@@ -62,7 +62,20 @@ def start(cfg: Path, idle_exit: float | None = None) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "stream", "run", "--config", str(cfg)]
     if idle_exit is not None:
         args += ["--idle-exit", str(idle_exit)]
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The log goes to a file: a pipe nobody reads until the end fills up and blocks the service.
+    log = cfg.with_suffix(f".{len(LOGS)}.log")
+    with log.open("wb") as f:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=f)
+    LOGS[proc.pid] = log
+    return proc
+
+
+LOGS: dict[int, Path] = {}
+
+
+def log_tail(proc: subprocess.Popen[bytes]) -> str:
+    """The end of a service's log, for assertion messages."""
+    return LOGS[proc.pid].read_text(errors="replace")[-5000:]
 
 
 def free_port() -> int:
@@ -151,7 +164,7 @@ def test_kill_minus_nine_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_pat
 
     ref = f"ref-{run_id}"
     proc = start(config(tmp_path, ref, kafka_bootstrap, topic), idle_exit=5)
-    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=300) == 0, log_tail(proc)
     want_alerts, want_commands = transitions(kafka_bootstrap, ref)
     assert want_alerts and want_commands
 
@@ -168,7 +181,7 @@ def test_kill_minus_nine_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_pat
     # The kills must have hit a service in the middle of the stream, not an idle one.
     assert sum(1 for x in lags if 0 < x < total) >= min(2, kills), lags
     proc = start(cfg, idle_exit=5)
-    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=300) == 0, log_tail(proc)
 
     assert_same_output(kafka_bootstrap, faulty, topic, 3, want_alerts, want_commands)
     dlq = read_topic(kafka_bootstrap, f"{faulty}.dlq")
@@ -234,7 +247,7 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
             time.sleep(0.5)
         remaining = lag(bootstrap, f"{name}-group", topic, 3)
         broker.restart(state)
-        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=300) == 0, log_tail(proc)
         assert 0 < remaining < total  # the restart hit the service mid-stream
 
         assert_same_output(bootstrap, name, topic, 3, want_alerts, want_commands)
