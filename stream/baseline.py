@@ -188,6 +188,10 @@ class SeriesStore:
         self.same = np.zeros((0, 0, SAME_SLOT), POINT)
         self.ph = np.zeros((0, 7))  # Page-Hinkley state of the prediction's residuals (stream.detect)
         self.held: dict[int, list[tuple[tuple[SlotKey, ...], Window, bool]]] = {}
+        # What changed since the last snapshot (stream.state writes only those slot columns).
+        self.dirty_cols: set[int] = set()
+        self.dirty_points: set[int] = set()
+        self.all_dirty = False
 
     # ----------------------------------------------------------------- rows and columns
     def row(self, sid: int) -> int:
@@ -212,6 +216,7 @@ class SeriesStore:
             a[r] = 0
         self.recent_n[r] = 0
         self.ph[r] = PH_START
+        self.all_dirty = True  # the row is zero in every column now
         self.held.pop(sid, None)
         self.free.append(r)
 
@@ -220,7 +225,7 @@ class SeriesStore:
         if c is None:
             c = self.keys[key] = len(self.keys)
             if c >= self.scal.shape[1]:
-                self._resize(cols=max(self.slots, 2 * self.scal.shape[1]))
+                self._resize(cols=max(self.slots, self.scal.shape[1] * 5 // 4))
         return c
 
     def _pcol(self, key: SlotKey) -> int:
@@ -320,6 +325,7 @@ class SeriesStore:
             within = np.where(u, np.maximum(b.total_sq / b.count - mu * mu, 0.0), 0.0)
         for key in keys:
             c = self._col(key)
+            self.dirty_cols.add(c)
             s = self.scal[rows, c].astype(np.float64)
             wt = 1.0 / np.minimum(s[:, self.N_ALL] + 1.0, k)
             lc, ls = s[:, self.LOG_C].copy(), s[:, self.LOG_S].copy()
@@ -374,6 +380,7 @@ class SeriesStore:
         """Room for histograms of ``bins`` bins and these features (name -> bins)."""
         if bins > self.hist.shape[2]:
             self.hist = _grow(self.hist, 2, bins)
+            self.all_dirty = True
         self.bins = max(self.bins, bins)
         for name in features:
             if name not in self.features:
@@ -382,9 +389,11 @@ class SeriesStore:
         if len(self.features) > self.fhist.shape[2]:
             self.fhist = _grow(self.fhist, 2, len(self.features))
             self.fdisp = _grow(self.fdisp, 2, len(self.features))
+            self.all_dirty = True
         fb = max(features.values(), default=0)
         if fb > self.fhist.shape[3]:
             self.fhist = _grow(self.fhist, 3, fb)
+            self.all_dirty = True
 
     def rows_for(self, sids: list[int]) -> npt.NDArray[np.int64]:
         return np.fromiter((self.row(s) for s in sids), dtype=np.int64, count=len(sids))
@@ -464,6 +473,7 @@ class SeriesStore:
         self.recent[rows, n % RECENT] = p
         self.recent_n[rows] = n + 1
         c = self._pcol(key)  # may grow self.same: index after
+        self.dirty_points.add(c)
         same = self.same[rows, c]
         same[:, :-1] = same[:, 1:]
         same[:, -1] = p
@@ -483,6 +493,7 @@ class SeriesStore:
         self.recent[r, n % RECENT] = p
         self.recent_n[r] = n + 1
         c = self._pcol(key)  # may grow self.same: index after
+        self.dirty_points.add(c)
         same = self.same[r, c]
         same[:-1] = same[1:].copy()
         same[-1] = p
@@ -507,41 +518,85 @@ class SeriesStore:
         per_row += self.same[:1, :npk].nbytes + self.recent[:1].nbytes + self.ph[:1].nbytes + 8
         return per_row * len(self.rows)
 
-    def snapshot(self, parts: list[bytes] | None = None) -> dict[str, Any]:
-        """Live rows only, as arrays (see ``array_out``) and plain lists."""
-        sids = sorted(self.rows)
-        rows = np.array([self.rows[s] for s in sids], dtype=np.int64)
-        nk, npk = len(self.keys), len(self.point_keys)
+    @property
+    def n_rows(self) -> int:
+        """Rows handed out so far (live and free)."""
+        return len(self.rows) + len(self.free)
+
+    def meta(self, parts: list[bytes] | None) -> dict[str, Any]:
+        """Everything but the per-slot columns: key tables, row map, recent history, detectors, held windows."""
+        n = self.n_rows
         return {
             "k": self.k, "bins": self.bins, "features": self.features, "fsize": self.fsize,
-            "keys": [list(k) for k in self.keys], "point_keys": [list(k) for k in self.point_keys], "sids": sids,
-            "scal": array_out(self.scal[rows, :nk], parts), "hist": array_out(self.hist[rows, :nk], parts),
-            "fhist": array_out(self.fhist[rows, :nk], parts), "fdisp": array_out(self.fdisp[rows, :nk], parts),
-            "recent": array_out(self.recent[rows], parts), "recent_n": self.recent_n[rows].tolist(),
-            "same": array_out(self.same[rows, :npk], parts), "ph": array_out(self.ph[rows], parts),
+            "shape": [self.hist.shape[2], self.fhist.shape[2], self.fhist.shape[3]],
+            "keys": [list(k) for k in self.keys], "point_keys": [list(k) for k in self.point_keys],
+            "rows": [[sid, r] for sid, r in self.rows.items()], "free": self.free, "n_rows": n,
+            "recent": array_out(self.recent[:n], parts), "recent_n": self.recent_n[:n].tolist(),
+            "ph": array_out(self.ph[:n], parts),
             "held": [[sid, [[[list(k) for k in keys], _window_out(w), usable] for keys, w, usable in held]]
                      for sid, held in self.held.items()],
         }
 
+    def column(self, c: int, parts: list[bytes] | None) -> dict[str, Any]:
+        """One slot key's statistics for every row."""
+        n = self.n_rows
+        return {"col": c, "scal": array_out(self.scal[:n, c], parts), "hist": array_out(self.hist[:n, c], parts),
+                "fhist": array_out(self.fhist[:n, c], parts), "fdisp": array_out(self.fdisp[:n, c], parts)}
+
+    def points(self, c: int, parts: list[bytes] | None) -> dict[str, Any]:
+        """One preferred slot key's score history for every row."""
+        return {"pcol": c, "same": array_out(self.same[: self.n_rows, c], parts)}
+
+    def changes(self, everything: bool = False) -> tuple[list[int], list[int]]:
+        """Slot columns and point columns changed since ``clean`` (all of them with ``everything``)."""
+        if everything or self.all_dirty:
+            return list(range(len(self.keys))), list(range(len(self.point_keys)))
+        return sorted(self.dirty_cols), sorted(self.dirty_points)
+
+    def clean(self) -> None:
+        self.dirty_cols, self.dirty_points, self.all_dirty = set(), set(), False
+
     @classmethod
-    def restore(cls, d: dict[str, Any], parts: list[memoryview] | None = None) -> SeriesStore:
+    def from_meta(cls, d: dict[str, Any], parts: list[memoryview] | None = None) -> SeriesStore:
+        """A store with the meta data in and every column zero, for ``set_column``/``set_points`` to fill."""
         st = cls(int(d["k"]))
         st.bins = int(d["bins"])
         st.features = list(d["features"])
         st.fsize = [int(x) for x in d["fsize"]]
         st.keys = {tuple(k): i for i, k in enumerate(d["keys"])}
         st.point_keys = {tuple(k): i for i, k in enumerate(d["point_keys"])}
-        st.rows = {int(s): i for i, s in enumerate(d["sids"])}
-        st.scal, st.hist, st.fhist, st.fdisp = (array_in(d[n], parts) for n in ("scal", "hist", "fhist", "fdisp"))
-        st.recent, st.same, st.ph = (array_in(d[n], parts) for n in ("recent", "same", "ph"))
+        st.rows = {int(sid): int(r) for sid, r in d["rows"]}
+        st.free = [int(r) for r in d["free"]]
+        n, (b, nf, fb) = int(d["n_rows"]), (int(x) for x in d["shape"])
+        if n != len(st.rows) + len(st.free) or any(not 0 <= r < n for r in st.rows.values()):
+            raise ValueError("series store rows do not add up")
+        nk, npk = len(st.keys), len(st.point_keys)
+        st.scal = np.zeros((n, nk, cls.SCALARS), F32)
+        st.hist = np.zeros((n, nk, b), F32)
+        st.fhist = np.zeros((n, nk, nf, fb), F32)
+        st.fdisp = np.zeros((n, nk, nf, 2), F32)
+        st.same = np.zeros((n, npk, SAME_SLOT), POINT)
+        st.recent, st.ph = array_in(d["recent"], parts), array_in(d["ph"], parts)
         st.recent_n = np.asarray(d["recent_n"], dtype=np.int64)
-        n = len(st.rows)
-        for a in (st.scal, st.hist, st.fhist, st.fdisp, st.recent, st.same, st.ph):
-            if len(a) != n:
-                raise ValueError("series store arrays disagree on the number of series")
+        if len(st.recent) != n or len(st.ph) != n or len(st.recent_n) != n:
+            raise ValueError("series store arrays disagree on the number of series")
         st.held = {int(sid): [(tuple(tuple(k) for k in keys), _window_in(w), bool(u)) for keys, w, u in held]
                    for sid, held in d["held"]}
         return st
+
+    def set_column(self, d: dict[str, Any], parts: list[memoryview] | None = None) -> None:
+        c = int(d["col"])
+        for name in ("scal", "hist", "fhist", "fdisp"):
+            a, target = array_in(d[name], parts), getattr(self, name)
+            if not 0 <= c < target.shape[1] or len(a) > len(target) or a.shape[1:] != target.shape[2:]:
+                raise ValueError(f"slot column {c} ({name}) does not fit the store")
+            target[: len(a), c] = a
+
+    def set_points(self, d: dict[str, Any], parts: list[memoryview] | None = None) -> None:
+        c, a = int(d["pcol"]), array_in(d["same"], parts)
+        if not 0 <= c < self.same.shape[1] or len(a) > len(self.same) or a.shape[1:] != self.same.shape[2:]:
+            raise ValueError(f"score history column {c} does not fit the store")
+        self.same[: len(a), c] = a
 
 
 def _window_out(w: Window) -> list[Any]:

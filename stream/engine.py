@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -151,6 +152,9 @@ class Engine:
             ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=config.commands.key()
         )
         self.stats = Stats()
+        # Names this engine's state records in the state topic (stream.state): a new engine's
+        # records never mix with an older one's.
+        self.generation = uuid.uuid4().hex[:12]
 
     # ----------------------------------------------------------------- ingest
     def process(self, records: Sequence[Record]) -> Output:

@@ -93,8 +93,8 @@ _SUMS = ("count", "hist", "total", "total_sq", "feat", "fseen")
 
 
 def _open_out(m: ModelState, parts: list[bytes] | None) -> list[Any]:
-    """Open windows' sums, on the rows the store's snapshot gives its series (sorted series ids)."""
-    rows = np.array([m.store.rows[s] for s in sorted(m.store.rows)], dtype=np.int64)
+    """Open windows' sums, by store row."""
+    rows = np.arange(m.store.n_rows)
     out = []
     for ws, sums in m.windows._open.items():
         t = sums.take(rows)
@@ -103,7 +103,7 @@ def _open_out(m: ModelState, parts: list[bytes] | None) -> list[Any]:
 
 
 def _open_in(m: ModelState, d: list[Any], parts: list[memoryview] | None) -> None:
-    n = len(m.store.rows)
+    n = m.store.n_rows
     for ws, arrays in d:
         sums = WindowSums(**{k: array_in(arrays[k], parts) for k in _SUMS})
         if any(len(getattr(sums, k)) != n for k in _SUMS):
@@ -120,7 +120,7 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "sids": list(m.sids),
         "pending": [[s.tolist(), w.tolist(), v.tolist()] for s, w, v in m.pending],
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
-        "store": m.store.snapshot(parts),
+        "store": m.store.meta(parts),
     }
 
 
@@ -132,7 +132,7 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.by_segment = {series_key[sid]: sid for sid in m.sids}
     m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64)) for s, w, v in d["pending"]]
     m.seen = {ws: set(ids) for ws, ids in d["seen"]}
-    m.store = SeriesStore.restore(d["store"], parts)
+    m.store = SeriesStore.from_meta(d["store"], parts)
     _open_in(m, d["open"], parts)
 
 
@@ -141,6 +141,7 @@ def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]
     wm = engine.watermark
     return {
         "version": VERSION,
+        "generation": engine.generation,
         "models": {name: _model_out(m, parts) for name, m in engine.models.items()},
         "series": [[engine.series_model[i], engine.series_segment[i], engine.last_active[i]]
                    for i in range(len(engine.series_model))],
@@ -168,6 +169,7 @@ def restore(
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise StateError(f"unsupported state version {data.get('version') if isinstance(data, dict) else data!r}")
     engine = Engine(config, metrics, clock=clock, budget_share=budget_share)
+    engine.generation = str(data["generation"])
     for model, seg, last_active in data["series"]:
         engine.series_model.append(model)
         engine.last_active.append(last_active)
@@ -192,14 +194,91 @@ def restore(
     return engine
 
 
-def dumps(engine: Engine) -> bytes:
-    """Binary snapshot: ``MAGIC``, the JSON header's length (4 bytes, little-endian), the header, then
-    the arrays' raw bytes in the order the header's ``parts`` lists their lengths."""
+def _pack(header: dict[str, Any], parts: list[bytes]) -> bytes:
+    """``MAGIC``, the JSON header's length (4 bytes, little-endian), the header, then the raw parts
+    in the order the header's ``parts`` lists their lengths."""
+    header["parts"] = [len(p) for p in parts]
+    head = orjson.dumps(header)
+    return b"".join([MAGIC, struct.pack("<I", len(head)), head, *parts])
+
+
+def _unpack(raw: bytes | memoryview) -> tuple[dict[str, Any], list[memoryview]]:
+    view = memoryview(raw)
+    if bytes(view[: len(MAGIC)]) != MAGIC or len(view) < len(MAGIC) + 4:
+        raise StateError("state is not a driftline snapshot (no magic bytes: an older version?)")
+    (size,) = struct.unpack_from("<I", view, len(MAGIC))
+    start = len(MAGIC) + 4
+    try:
+        header = orjson.loads(view[start:start + size])
+    except orjson.JSONDecodeError as exc:
+        raise StateError(f"state header is not JSON: {exc}") from None
+    try:
+        parts, at = [], start + size
+        for n in header["parts"]:
+            parts.append(view[at:at + int(n)])
+            at += int(n)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"state header is not a snapshot's: {exc!r}") from None
+    if at != len(view):
+        raise StateError(f"{len(view) - at} bytes after the last array")
+    return header, parts
+
+
+def records(engine: Engine, changed_only: bool = True) -> dict[str, bytes]:
+    """The engine's state as named records: ``meta`` (everything but the slot statistics) and one
+    record per slot column of a model's series store (``model/c/N``, ``model/p/N``). With
+    ``changed_only``, only the columns changed since the last such call (and the meta): the state
+    topic is compacted by record, so what did not change is still there. Each record carries the
+    engine's generation: columns of an older engine under the same key are not mixed in."""
     parts: list[bytes] = []
-    data = snapshot(engine, parts)
-    data["parts"] = [len(p) for p in parts]
-    header = orjson.dumps(data)
-    return b"".join([MAGIC, struct.pack("<I", len(header)), header, *parts])
+    out = {"meta": _pack(snapshot(engine, parts), parts)}
+    for name, m in engine.models.items():
+        cols, pcols = m.store.changes(everything=not changed_only)
+        for c in cols:
+            parts = []
+            out[f"{name}/c/{c}"] = _pack({"gen": engine.generation, "model": name, **m.store.column(c, parts)}, parts)
+        for c in pcols:
+            parts = []
+            out[f"{name}/p/{c}"] = _pack({"gen": engine.generation, "model": name, **m.store.points(c, parts)}, parts)
+        if changed_only:
+            m.store.clean()
+    return out
+
+
+def from_records(
+    config: Config,
+    recs: dict[str, bytes],
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] | None = None,
+    budget_share: float = 1.0,
+) -> Engine:
+    """An engine from its records (see ``records``)."""
+    if "meta" not in recs:
+        raise StateError("state has no meta record")
+    header, parts = _unpack(recs["meta"])
+    try:
+        engine = restore(config, header, metrics, clock, budget_share, parts)
+        for name, raw in recs.items():
+            if name == "meta":
+                continue
+            h, p = _unpack(raw)
+            m = engine.models.get(str(h.get("model")))
+            if h.get("gen") != engine.generation or m is None:
+                continue  # an older engine's column, or a model no longer configured
+            if "col" in h:
+                m.store.set_column(h, p)
+            else:
+                m.store.set_points(h, p)
+        return engine
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"state cannot be restored: {exc!r}") from None
+
+
+def dumps(engine: Engine) -> bytes:
+    """The whole state in one blob: all records, packed (for files and tests; the service writes
+    records one by one)."""
+    recs = records(engine, changed_only=False)
+    return _pack({"version": VERSION, "records": list(recs)}, list(recs.values()))
 
 
 def loads(
@@ -209,25 +288,11 @@ def loads(
     clock: Callable[[], float] | None = None,
     budget_share: float = 1.0,
 ) -> Engine:
-    if raw[: len(MAGIC)] != MAGIC or len(raw) < len(MAGIC) + 4:
-        raise StateError("state is not a driftline snapshot (no magic bytes: an older version?)")
-    view = memoryview(raw)
-    (size,) = struct.unpack_from("<I", raw, len(MAGIC))
-    start = len(MAGIC) + 4
-    try:
-        data = orjson.loads(view[start:start + size])
-    except orjson.JSONDecodeError as exc:
-        raise StateError(f"state header is not JSON: {exc}") from None
-    try:
-        parts, at = [], start + size
-        for n in data["parts"]:
-            parts.append(view[at:at + int(n)])
-            at += int(n)
-        if at != len(raw):
-            raise ValueError(f"{len(raw) - at} bytes after the last array")
-        return restore(config, data, metrics, clock, budget_share, parts)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StateError(f"state cannot be restored: {exc!r}") from None
+    header, parts = _unpack(raw)
+    names = header.get("records") if isinstance(header, dict) else None
+    if header.get("version") != VERSION or not isinstance(names, list) or len(names) != len(parts):
+        raise StateError(f"unsupported state (version {header.get('version')!r})")
+    return from_records(config, {str(n): bytes(p) for n, p in zip(names, parts, strict=True)}, metrics, clock, budget_share)
 
 
 # ----------------------------------------------------------------- state topic records
