@@ -35,7 +35,7 @@ from stream.engine import Engine, segment_key  # noqa: E402
 from stream.publish import Publisher, ensure_topics  # noqa: E402
 from stream.service import Service  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
-from stream.state import chunk_key, dumps, to_chunks  # noqa: E402
+from stream.state import records  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -86,9 +86,11 @@ def main() -> int:
         engine = build(cfg, weeks, args.series)
         store_kb = engine.models["fraud"].store.nbytes() / args.series / 1024
         t0 = time.perf_counter()
-        raw = dumps(engine)
-        blob = zlib.compress(raw, 3)
+        recs = records(engine, changed_only=False)  # the full state, as a first snapshot writes it
+        packed = {n: zlib.compress(r, 1) for n, r in recs.items()}
         snap_s = time.perf_counter() - t0
+        raw_mb, zlib_mb = sum(map(len, recs.values())) / 2**20, sum(map(len, packed.values())) / 2**20
+        del recs
         del engine
         gc.collect()
         ensure_topics(kafka)
@@ -96,8 +98,8 @@ def main() -> int:
             pub = Publisher(kafka, transactional_id=f"{name}-tx")
             pub.begin()
             service = Service(cfg)
-            for i, chunk in enumerate(to_chunks(blob)):
-                pub.put_state(chunk_key(service._state_key(0), i), chunk)
+            for key, value in service.state_records(0, packed):
+                pub.put_state(key, value)
             pub.commit([], None)
             before = rss_mb()
             t0 = time.perf_counter()
@@ -105,7 +107,7 @@ def main() -> int:
             restore_s = time.perf_counter() - t0
             grown = rss_mb() - before
             assert len(service.partitions[0].engine.series_model) == args.series
-        print(f"| {weeks} | {len(raw) / 2**20:.0f} | {len(blob) / 2**20:.0f} | {len(blob) / args.series / 1024:.1f} "
+        print(f"| {weeks} | {raw_mb:.0f} | {zlib_mb:.0f} | {zlib_mb * 1024 / args.series:.1f} "
               f"| {snap_s:.1f} | {restore_s:.1f} | {grown:.0f} | {store_kb:.1f} |", flush=True)
         del service
         gc.collect()

@@ -109,6 +109,7 @@ class ModelState:
         self.pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
         self.features = FeatureSketch(cfg.features) if cfg.features else None
         self.seen: dict[int, set[str]] = {}  # event ids per open window
+        self.learn_until: int | None = None  # event time that ends the learning of bin edges
 
 
 @dataclass(slots=True)
@@ -298,7 +299,14 @@ class Engine:
                 self._accumulate(m, sids, ws, spec.bin(arr), arr, fbins)
             else:
                 m.pending.append((sids, ws, arr))
-                spec.observe(arr)
+                # The edges come from the values before the first event that could close the first
+                # window (or the first ``learn_from``), in stream order: the same whatever the batches.
+                if m.learn_until is None:
+                    m.learn_until = int(ws[0]) + m.cfg.window + self.d.allowed_lateness
+                cut = int(np.argmax(ts >= m.learn_until)) if (ts >= m.learn_until).any() else len(ts)
+                spec.observe(arr[:cut])
+                if cut < len(ts) and not spec.frozen:
+                    spec.learn()
                 if spec.frozen:
                     self._flush_pending(m)
         n = len(ts)

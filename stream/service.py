@@ -35,7 +35,7 @@ from .engine import Engine, Output
 from .http import StatusServer
 from .metrics import Metrics
 from .publish import ProducerStuck, Publisher, ensure_topics
-from .state import StateError, chunk_key, dumps, from_chunks, loads, to_chunks
+from .state import StateError, from_chunks, from_records, records, to_chunks
 from .topics import read_topic
 
 log = logging.getLogger("driftline.service")
@@ -55,7 +55,9 @@ class RunSummary:
 @dataclass
 class _Partition:
     engine: Engine
-    committed_state: bytes | None = None  # the snapshot of the last committed transaction
+    # The state records as of the last committed transaction (compressed, by name): what the
+    # state topic holds for this partition, kept to rewind to without reading it back.
+    committed_state: dict[str, bytes] | None = None
     offset: int = OFFSET_BEGINNING  # the input offset committed with it
     dirty: bool = False
 
@@ -190,14 +192,17 @@ class Service:
         if not dirty and not (self.buffer.alerts or self.buffer.commands or self.buffer.dead_letters):
             return
         t0 = time.perf_counter()
-        snapshots = {p: zlib.compress(dumps(part.engine), 3) for p, part in dirty.items()}
+        # Only the records that changed: a transaction in live traffic touches one or two calendar
+        # slots, so it writes those columns and the meta, not the whole state.
+        snapshots = {p: {name: zlib.compress(rec, 1) for name, rec in records(part.engine).items()}
+                     for p, part in dirty.items()}
         self.snapshot_seconds = time.perf_counter() - t0
         try:
             publisher.begin()
             publisher.publish(self.buffer.alerts, self.buffer.commands, self.buffer.dead_letters)
-            for p, blob in snapshots.items():
-                for i, chunk in enumerate(to_chunks(blob)):
-                    publisher.put_state(chunk_key(self._state_key(p), i), chunk)
+            for p, recs in snapshots.items():
+                for key, value in self.state_records(p, recs):
+                    publisher.put_state(key, value)
             positions = [tp for tp in consumer.consumer.position(
                 [TopicPartition(self.config.kafka.input_topic, p) for p in dirty]) if tp.offset >= 0]
             publisher.commit(positions, consumer.consumer.consumer_group_metadata())
@@ -209,7 +214,7 @@ class Service:
         self.commands += len(self.buffer.commands)
         self.buffer = Output()
         for p, part in dirty.items():
-            part.committed_state = snapshots[p]
+            part.committed_state = {**(part.committed_state or {}), **snapshots[p]}
             part.dirty = False
         for tp in positions:
             if tp.partition in self.partitions:
@@ -311,11 +316,19 @@ class Service:
         k = self.config.kafka
         return f"{k.group_id}|{k.input_topic}|{partition}".encode()
 
-    def _engine_from(self, blob: bytes | None) -> Engine:
+    def state_records(self, partition: int, recs: dict[str, bytes]) -> list[tuple[bytes, bytes]]:
+        """(key, value) of a partition's compressed state records on the state topic: the key is
+        the partition's, ``/``, the record's name, ``#`` and the chunk's index."""
+        base = self._state_key(partition) + b"/"
+        return [(base + name.encode() + b"#%d" % i, chunk)
+                for name, blob in recs.items() for i, chunk in enumerate(to_chunks(blob))]
+
+    def _engine_from(self, recs: dict[str, bytes] | None) -> Engine:
         share = 1.0 / max(self.input_partitions, 1)
-        if blob is not None:
+        if recs:
             try:
-                return loads(self.config, zlib.decompress(blob), self.metrics, self.clock, share)
+                return from_records(self.config, {n: zlib.decompress(v) for n, v in recs.items()}, self.metrics,
+                                    self.clock, share)
             except (StateError, zlib.error) as exc:
                 log.error("state snapshot unusable (%s): starting this partition from scratch", exc)
         return Engine(self.config, self.metrics, clock=self.clock, budget_share=share)
@@ -327,19 +340,21 @@ class Service:
             topic = md.topics.get(self.config.kafka.input_topic)
             self.input_partitions = len(topic.partitions) if topic is not None and topic.partitions else 1
         wanted = {self._state_key(p): p for p in partitions}
-        records: dict[int, dict[int, bytes]] = {}
+        chunks: dict[int, dict[str, dict[int, bytes]]] = {}
         for key, value in read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60):  # type: ignore[misc]
-            base, _, index = (key or b"").partition(b"#")
+            base, _, rest = (key or b"").partition(b"/")
+            name, _, index = rest.rpartition(b"#")
             p = wanted.get(base)
-            if p is not None and (index.isdigit() or not index):
-                records.setdefault(p, {})[int(index or 0)] = value
-        found: dict[int, bytes] = {}
-        for p, chunks in records.items():
-            blob = from_chunks(chunks)
-            if blob is None:
-                log.error("state of partition %d is incomplete or mixed (%d records): starting it from scratch", p, len(chunks))
+            if p is not None and index.isdigit():
+                chunks.setdefault(p, {}).setdefault(name.decode(errors="replace"), {})[int(index)] = value
+        found: dict[int, dict[str, bytes]] = {}
+        for p, by_name in chunks.items():
+            recs = {name: from_chunks(c) for name, c in by_name.items()}
+            broken = sorted(name for name, blob in recs.items() if blob is None)
+            if broken:
+                log.error("state of partition %d has incomplete or mixed records %s: starting it from scratch", p, broken[:5])
             else:
-                found[p] = blob
+                found[p] = {name: blob for name, blob in recs.items() if blob is not None}
         offsets = {p: OFFSET_BEGINNING for p in partitions}  # no committed offset: the earliest, as auto.offset.reset
         if self._consumer is not None:
             tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]

@@ -43,9 +43,11 @@ class NumericSpec:
         self._seen_n = 0
 
     def observe(self, values: FloatArray) -> None:
-        """Keep early values until there are enough to place the edges."""
+        """Keep early values until there are enough to place the edges: exactly the first
+        ``learn_from``, so the edges do not depend on how the stream was cut into batches."""
         if self.frozen:
             return
+        values = values[: self.learn_from - self._seen_n]
         self._seen.append(values)
         self._seen_n += len(values)
         if self._seen_n >= self.learn_from:

@@ -120,6 +120,7 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "sids": list(m.sids),
         "pending": [[s.tolist(), w.tolist(), v.tolist()] for s, w, v in m.pending],
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
+        "learn_until": m.learn_until,
         "store": m.store.meta(parts),
     }
 
@@ -132,6 +133,7 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.by_segment = {series_key[sid]: sid for sid in m.sids}
     m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64)) for s, w, v in d["pending"]]
     m.seen = {ws: set(ids) for ws, ids in d["seen"]}
+    m.learn_until = d["learn_until"]
     m.store = SeriesStore.from_meta(d["store"], parts)
     _open_in(m, d["open"], parts)
 
@@ -298,11 +300,6 @@ def loads(
 # ----------------------------------------------------------------- state topic records
 CHUNK_MAGIC = b"DLC\x01"
 CHUNK_BYTES = 16 * 1024 * 1024  # well under the state topic's message limit
-
-
-def chunk_key(key: bytes, index: int) -> bytes:
-    """The first chunk keeps the partition's key; the others add ``#index``."""
-    return key if index == 0 else key + b"#%d" % index
 
 
 def to_chunks(blob: bytes, size: int = CHUNK_BYTES) -> list[bytes]:

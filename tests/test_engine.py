@@ -8,7 +8,7 @@ import pytest
 from stream.config import Config, Defaults, ModelConfig
 from stream.decode import Record
 from stream.engine import Engine, Output
-from stream.simulate import HOUR_MS, WEEK_MS, Scenario, simulate
+from stream.simulate import HOUR_MS, WEEK_MS, Drift, Scenario, simulate
 
 END = 1795716000000  # 2026-11-26 18:00 UTC
 
@@ -252,3 +252,20 @@ def test_series_that_stop_sending_expire() -> None:
     engine.process([Record(orjson.dumps({"event_id": "back", "model": "fraud", "ts": END + 24 * HOUR_MS,
                                          "segment": {"s": "a"}, "prediction": 0.5}), None, "in", 0, 0)])
     assert sorted(engine.series_key[s] for s in m.sids) == ["s=a", "s=b"]
+
+
+def test_alerts_do_not_depend_on_how_the_stream_is_cut_into_batches() -> None:
+    """Bin edges come from exactly the first values, and windows wait for them: a consumer's batch
+    sizes (which vary with timing) change nothing."""
+    sc = Scenario(weeks=5, end_ms=END, rate=40, drifts=(Drift(1, END - 50 * HOUR_MS, "shift", 1.5),))
+    raw = [orjson.dumps(e) for e in simulate(sc, seed=5)]
+    cfg = Config(models={"fraud": ModelConfig(segment_by=["country", "channel"], action="circuit_break")})
+    runs = []
+    for chunk in (300, 2000, 7000):
+        engine = Engine(cfg)
+        out = Output()
+        for i in range(0, len(raw), chunk):
+            out.extend(engine.process([Record(r, None, "in", 0, i + j) for j, r in enumerate(raw[i:i + chunk])]))
+        out.extend(engine.finish())
+        runs.append([(a.alert_id, a.notify_reason, a.window_start, a.test, round(a.score, 9)) for a in out.alerts])
+    assert runs[0] and runs[0] == runs[1] == runs[2]
