@@ -97,7 +97,10 @@ def test_seasonal_weeks_with_one_drifted_segment(kafka_bootstrap: str, prefix: s
                 metrics = scrape(port)
             except OSError:
                 metrics = {}
-            if metrics.get(("driftline_events_consumed_total", ())) == total:
+            # consumed is counted as a batch starts, processed and dead-lettered as it ends: wait for both
+            done = metrics.get(("driftline_events_processed_total", (("model", "fraud"),)), 0) + sum(
+                v for k, v in metrics.items() if k[0] == "driftline_events_dead_lettered_total")
+            if metrics.get(("driftline_events_consumed_total", ())) == total and done == total:
                 health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
                 ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
                 assert health.status == 200 and ready.status == 200
