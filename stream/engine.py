@@ -94,8 +94,8 @@ class ModelState:
 
     def __init__(self, cfg: ResolvedModel, baseline_windows: int):
         self.cfg = cfg
-        # weekly: 168 hours of the week, 48 weekday/weekend hours, and room for a few holidays
-        self.store = SeriesStore(baseline_windows, slots=232 if cfg.calendar == "weekly" else 8)
+        # weekly: 168 hours of the week, 48 weekday/weekend hours, and room for three holidays
+        self.store = SeriesStore(baseline_windows, slots=288 if cfg.calendar == "weekly" else 8)
         self.calendar = Calendar(
             cfg.timezone,
             cfg.holidays,
@@ -110,6 +110,7 @@ class ModelState:
         self.features = FeatureSketch(cfg.features) if cfg.features else None
         self.seen: dict[int, set[str]] = {}  # event ids per open window
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
+        self.by_values: dict[tuple[Any, ...], int] = {}  # segment values as sent -> series id (a cache)
 
 
 @dataclass(slots=True)
@@ -239,14 +240,20 @@ class Engine:
         elif m.spec.kind != kind:
             return "prediction_type", f"prediction is {kind} but model {m.cfg.name!r} sends {m.spec.kind} predictions"
         seg = event.segment
-        if m.cfg.segment_by is not None:
-            seg = {k: seg.get(k, "(none)") for k in m.cfg.segment_by}
-        skey = segment_key(seg)
-        sid = m.by_segment.get(skey)
+        by = m.cfg.segment_by
+        # Known segments are found by their values alone (no canonical text built per event).
+        raw = tuple(seg.get(k, "(none)") for k in by) if by is not None else tuple(sorted(seg.items()))
+        sid = m.by_values.get(raw)
         if sid is None:
-            if len(m.sids) >= self.d.max_series_per_model:
-                return "too_many_series", f"model {m.cfg.name!r} already has {len(m.sids)} series"
-            sid = self._new_series(m, seg, skey)
+            if by is not None:
+                seg = {k: seg.get(k, "(none)") for k in by}
+            skey = segment_key(seg)
+            sid = m.by_segment.get(skey)
+            if sid is None:
+                if len(m.sids) >= self.d.max_series_per_model:
+                    return "too_many_series", f"model {m.cfg.name!r} already has {len(m.sids)} series"
+                sid = self._new_series(m, seg, skey)
+            m.by_values[raw] = sid
         cols = routed.get(m.cfg.name)
         if cols is None:
             cols = routed[m.cfg.name] = _Routed()
@@ -396,6 +403,7 @@ class Engine:
         stale = [sid for sid in m.sids if 0 <= self.last_active[sid] < now - ttl]
         if not stale:
             return
+        m.by_values.clear()
         for sid in stale:
             m.sids.remove(sid)
             m.by_segment.pop(self.series_key[sid], None)
