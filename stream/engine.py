@@ -425,11 +425,13 @@ class Engine:
             st.release(sid, ws - d.adapt_after)
         fb = st.fhist.shape[3]
         w = sums.take(rows) if sums is not None else WindowSums.zeros(len(rows), st.hist.shape[2], len(st.features), fb)
+        if w.feat.shape[1] < len(st.features) or w.feat.shape[2] < fb:
+            w.fit(len(st.features), fb)  # opened under a config with fewer features
         counts = w.count.astype(np.float64)
         nf = len(st.features)
         fsize = np.asarray(st.fsize[:nf], dtype=np.int64)
         for j, name in enumerate(st.features):  # a feature's bins are fixed once it is ready
-            if fsize[j] == 0 and m.features is not None and m.features.ready(name):
+            if fsize[j] == 0 and m.features is not None and name in m.features.specs and m.features.ready(name):
                 st.fsize[j] = fsize[j] = m.features.size(name)
         feat_ok = w.fseen[:, :nf] & (fsize > 0)[None, :] if nf else None
         batch = Batch(counts, w.hist[:, : st.hist.shape[2]].astype(np.float64), w.total, w.total_sq,

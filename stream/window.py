@@ -115,6 +115,15 @@ class WindowSums:
             self.feat[urows, j] += np.bincount(inv * fb + f, minlength=u * fb).reshape(u, fb)
             self.fseen[urows, j] = True
 
+    def fit(self, features: int, feature_bins: int) -> None:
+        """Room for more features (or feature bins) than the window was opened with (a new config)."""
+        nf, fb = max(features, self.feat.shape[1]), max(feature_bins, self.feat.shape[2])
+        feat = np.zeros((len(self.count), nf, fb), np.int64)
+        feat[:, : self.feat.shape[1], : self.feat.shape[2]] = self.feat
+        fseen = np.zeros((len(self.count), nf), bool)
+        fseen[:, : self.fseen.shape[1]] = self.fseen
+        self.feat, self.fseen = feat, fseen
+
     def __setitem__(self, n: int, other: WindowSums) -> None:
         """Copy ``other``'s first ``n`` rows in."""
         for name in ("count", "hist", "total", "total_sq", "feat", "fseen"):
@@ -150,6 +159,8 @@ class OpenWindows:
             sums = self._open.get(ws)
             if sums is None:
                 sums = self._open[ws] = WindowSums.zeros(*shape)
+            elif sums.feat.shape[1:] != shape[2:]:
+                sums.fit(*shape[2:])
             if sel.all():
                 sums.add(rows, bins, values, features)
             else:

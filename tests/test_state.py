@@ -100,3 +100,18 @@ def test_truncated_or_padded_arrays_fail_clearly() -> None:
     for bad in (blob[:-10], blob + b"\x00" * 8):
         with pytest.raises(StateError):
             loads(cfg, bad)
+
+
+def test_restore_under_a_config_with_other_features_keeps_going() -> None:
+    """A feature dropped from the config and one added: the restored engine carries on."""
+    segs = tuple({"region": f"r{i}"} for i in range(2))
+    raw = [orjson.dumps(e) for e in simulate(Scenario(weeks=3, end_ms=END, rate=40, segments=segs, correlated_features=2), seed=9)]
+    half = len(raw) // 2
+    first = Engine(Config(models={"fraud": ModelConfig(features=["f00", "f01"])}))
+    run(first, raw[:half], 0)
+    cfg = Config(models={"fraud": ModelConfig(features=["f01", "tier"])})
+    resumed = loads(cfg, dumps(first))
+    run(resumed, raw, half)
+    resumed.finish()
+    assert resumed.stats.processed + resumed.stats.dead_lettered == len(raw)
+    assert resumed.stats.windows_closed > first.stats.windows_closed
