@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,11 +168,14 @@ class SeriesStore:
     N_PRED, N_ALL, DISP, DISP_N, CENTER, SPREAD, SAMPLING, WITHIN, LOG_C, LOG_S, INV, N_FEAT = range(12)
     SCALARS = 12
 
-    def __init__(self, k: int, slots: int = 8):
+    def __init__(self, k: int, slots: int = 8, gen: str | None = None):
         """``k``: windows a slot remembers; ``slots``: room for slot keys to start with (each
         growth copies the store, so a weekly calendar's ~230 keys are best given at once)."""
         self.k = k
         self.slots = slots
+        # Names this store's column records in the state topic: a new store (a new engine, or a
+        # model removed and added back) never takes an older store's columns for its own.
+        self.gen = gen or uuid.uuid4().hex[:12]
         self.keys: dict[SlotKey, int] = {}  # slot key -> column
         self.point_keys: dict[SlotKey, int] = {}  # preferred slot key -> column of the same-slot history
         self.rows: dict[int, int] = {}  # series id -> row
@@ -207,11 +211,11 @@ class SeriesStore:
         self.rows[sid] = r
         return r
 
-    def drop(self, sid: int) -> None:
-        """Forget a series (its row is zeroed and reused)."""
+    def drop(self, sid: int) -> int | None:
+        """Forget a series (its row is zeroed and reused); the row it had."""
         r = self.rows.pop(sid, None)
         if r is None:
-            return
+            return None
         for a in (self.scal, self.hist, self.fhist, self.fdisp, self.recent, self.same):
             a[r] = 0
         self.recent_n[r] = 0
@@ -219,6 +223,7 @@ class SeriesStore:
         self.all_dirty = True  # the row is zero in every column now
         self.held.pop(sid, None)
         self.free.append(r)
+        return r
 
     def _col(self, key: SlotKey) -> int:
         c = self.keys.get(key)
@@ -256,28 +261,31 @@ class SeriesStore:
         if w.hist is not None and len(w.hist) > self.hist.shape[2]:
             self.hist = _grow(self.hist, 2, len(w.hist))
             self.bins = len(w.hist)
+            self.all_dirty = True
         for name, h in (w.features or {}).items():
             if name not in self.features:
                 self.features.append(name)
                 self.fsize.append(0)
                 self.fhist = _grow(self.fhist, 2, len(self.features))
                 self.fdisp = _grow(self.fdisp, 2, len(self.features))
+                self.all_dirty = True
             if len(h) > self.fhist.shape[3]:
                 self.fhist = _grow(self.fhist, 3, len(h))
+                self.all_dirty = True
 
     # ----------------------------------------------------------------- learning
     def hold(self, sid: int, keys: tuple[SlotKey, ...], w: Window, usable: bool) -> None:
         """Keep a flagged window aside; ``release`` folds it in once it is old enough."""
         self.held.setdefault(sid, []).append((keys, w, usable))
 
-    def release(self, sid: int, before: int) -> None:
-        """Fold in the held windows that started before ``before``."""
+    def release(self, sid: int, upto: int) -> None:
+        """Fold in the held windows that started at or before ``upto``."""
         held = self.held.get(sid)
         if not held:
             return
         keep = []
         for keys, w, usable in held:
-            if w.start < before:
+            if w.start <= upto:
                 self.fold(sid, keys, w, usable)
             else:
                 keep.append((keys, w, usable))
@@ -527,7 +535,7 @@ class SeriesStore:
         """Everything but the per-slot columns: key tables, row map, recent history, detectors, held windows."""
         n = self.n_rows
         return {
-            "k": self.k, "bins": self.bins, "features": self.features, "fsize": self.fsize,
+            "gen": self.gen, "k": self.k, "bins": self.bins, "features": self.features, "fsize": self.fsize,
             "shape": [self.hist.shape[2], self.fhist.shape[2], self.fhist.shape[3]],
             "keys": [list(k) for k in self.keys], "point_keys": [list(k) for k in self.point_keys],
             "rows": [[sid, r] for sid, r in self.rows.items()], "free": self.free, "n_rows": n,
@@ -559,7 +567,7 @@ class SeriesStore:
     @classmethod
     def from_meta(cls, d: dict[str, Any], parts: list[memoryview] | None = None) -> SeriesStore:
         """A store with the meta data in and every column zero, for ``set_column``/``set_points`` to fill."""
-        st = cls(int(d["k"]))
+        st = cls(int(d["k"]), gen=str(d["gen"]))
         st.bins = int(d["bins"])
         st.features = list(d["features"])
         st.fsize = [int(x) for x in d["fsize"]]

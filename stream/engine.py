@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -154,9 +153,6 @@ class Engine:
             ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=config.commands.key()
         )
         self.stats = Stats()
-        # Names this engine's state records in the state topic (stream.state): a new engine's
-        # records never mix with an older one's.
-        self.generation = uuid.uuid4().hex[:12]
 
     # ----------------------------------------------------------------- ingest
     def process(self, records: Sequence[Record]) -> Output:
@@ -403,6 +399,12 @@ class Engine:
         stale = [sid for sid in m.sids if 0 <= self.last_active[sid] < now - ttl]
         if not stale:
             return
+        # A series with events in a window still open is not stale (and its row must not be reused
+        # while that window holds its counts).
+        busy = {int(r) for sums in m.windows._open.values() for r in np.flatnonzero(sums.count > 0)}
+        stale = [sid for sid in stale if m.store.rows.get(sid) not in busy]
+        if not stale:
+            return
         m.by_values.clear()
         for sid in stale:
             m.sids.remove(sid)
@@ -422,7 +424,7 @@ class Engine:
         st.ensure(m.spec.size if m.spec is not None else 1, {})
         rows = st.rows_for(sids)
         for sid in list(st.held):
-            st.release(sid, ws - d.adapt_after)
+            st.release(sid, ws - d.adapt_after)  # flagged windows count again once adapt_after old
         fb = st.fhist.shape[3]
         w = sums.take(rows) if sums is not None else WindowSums.zeros(len(rows), st.hist.shape[2], len(st.features), fb)
         if w.feat.shape[1] < len(st.features) or w.feat.shape[2] < fb:

@@ -109,9 +109,10 @@ def evaluate(
             fv &= b.feat_ok.any(axis=1)
             if fv.any():
                 r, c = rows[fv], col[fv]
-                ok = b.feat_ok[fv] & (np.asarray(store.fsize) > 0)[None, :]
                 nfw = np.minimum(s[r, c, store.N_FEAT].astype(np.float64), k)
                 fd = store.fdisp[r, c].astype(np.float64)
+                # A feature needs two past windows of its own (one dispersion ratio) to be tested.
+                ok = b.feat_ok[fv] & (np.asarray(store.fsize) > 0)[None, :] & (fd[..., 1] >= 1)
                 m = len(r)
                 fs, ft = distribution_tests(
                     b.feat[fv].reshape(m * nf, -1), store.fhist[r, c].reshape(m * nf, -1), np.repeat(nfw, nf),

@@ -339,13 +339,16 @@ class Service:
             md = self._consumer.consumer.list_topics(self.config.kafka.input_topic, timeout=30)
             topic = md.topics.get(self.config.kafka.input_topic)
             self.input_partitions = len(topic.partitions) if topic is not None and topic.partitions else 1
-        wanted = {self._state_key(p): p for p in partitions}
+        wanted = {self._state_key(p) + b"/": p for p in partitions}
         chunks: dict[int, dict[str, dict[int, bytes]]] = {}
         for key, value in read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60):  # type: ignore[misc]
-            base, _, rest = (key or b"").partition(b"/")
-            name, _, index = rest.rpartition(b"#")
-            p = wanted.get(base)
-            if p is not None and index.isdigit():
+            # Keys are the partition's key (which may itself hold "/"), "/", the record's name, "#", the chunk.
+            prefix = next((b for b in wanted if (key or b"").startswith(b)), None)
+            if prefix is None:
+                continue
+            p = wanted[prefix]
+            name, _, index = (key or b"")[len(prefix):].rpartition(b"#")
+            if index.isdigit():
                 chunks.setdefault(p, {}).setdefault(name.decode(errors="replace"), {})[int(index)] = value
         found: dict[int, dict[str, bytes]] = {}
         for p, by_name in chunks.items():

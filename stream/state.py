@@ -143,7 +143,6 @@ def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]
     wm = engine.watermark
     return {
         "version": VERSION,
-        "generation": engine.generation,
         "models": {name: _model_out(m, parts) for name, m in engine.models.items()},
         "series": [[engine.series_model[i], engine.series_segment[i], engine.last_active[i]]
                    for i in range(len(engine.series_model))],
@@ -171,7 +170,6 @@ def restore(
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise StateError(f"unsupported state version {data.get('version') if isinstance(data, dict) else data!r}")
     engine = Engine(config, metrics, clock=clock, budget_share=budget_share)
-    engine.generation = str(data["generation"])
     for model, seg, last_active in data["series"]:
         engine.series_model.append(model)
         engine.last_active.append(last_active)
@@ -230,18 +228,18 @@ def records(engine: Engine, changed_only: bool = True) -> dict[str, bytes]:
     """The engine's state as named records: ``meta`` (everything but the slot statistics) and one
     record per slot column of a model's series store (``model/c/N``, ``model/p/N``). With
     ``changed_only``, only the columns changed since the last such call (and the meta): the state
-    topic is compacted by record, so what did not change is still there. Each record carries the
-    engine's generation: columns of an older engine under the same key are not mixed in."""
+    topic is compacted by record, so what did not change is still there. Each column record
+    carries its store's generation: columns of an older store under the same key are not mixed in."""
     parts: list[bytes] = []
     out = {"meta": _pack(snapshot(engine, parts), parts)}
     for name, m in engine.models.items():
         cols, pcols = m.store.changes(everything=not changed_only)
         for c in cols:
             parts = []
-            out[f"{name}/c/{c}"] = _pack({"gen": engine.generation, "model": name, **m.store.column(c, parts)}, parts)
+            out[f"{name}/c/{c}"] = _pack({"gen": m.store.gen, "model": name, **m.store.column(c, parts)}, parts)
         for c in pcols:
             parts = []
-            out[f"{name}/p/{c}"] = _pack({"gen": engine.generation, "model": name, **m.store.points(c, parts)}, parts)
+            out[f"{name}/p/{c}"] = _pack({"gen": m.store.gen, "model": name, **m.store.points(c, parts)}, parts)
         if changed_only:
             m.store.clean()
     return out
@@ -265,8 +263,8 @@ def from_records(
                 continue
             h, p = _unpack(raw)
             m = engine.models.get(str(h.get("model")))
-            if h.get("gen") != engine.generation or m is None:
-                continue  # an older engine's column, or a model no longer configured
+            if m is None or h.get("gen") != m.store.gen:
+                continue  # an older store's column, or a model no longer configured
             if "col" in h:
                 m.store.set_column(h, p)
             else:

@@ -269,3 +269,31 @@ def test_alerts_do_not_depend_on_how_the_stream_is_cut_into_batches() -> None:
         out.extend(engine.finish())
         runs.append([(a.alert_id, a.notify_reason, a.window_start, a.test, round(a.score, 9)) for a in out.alerts])
     assert runs[0] and runs[0] == runs[1] == runs[2]
+
+
+def test_a_series_with_events_in_an_open_window_is_not_expired() -> None:
+    """Stale by its last closed window, but sending again: it keeps its row and its counts."""
+    cfg = Config(models={"m": ModelConfig(segment_by=["s"])}, defaults=Defaults(series_ttl="2h"))
+    engine = Engine(cfg)
+    n = [0]
+
+    def ev(seg: str, ts: int, k: int = 1) -> list[Record]:
+        out = []
+        for i in range(k):
+            n[0] += 1
+            body = {"event_id": f"e{n[0]}", "model": "m", "ts": ts + i, "segment": {"s": seg}, "prediction": "a"}
+            out.append(Record(orjson.dumps(body), None, "in", 0, n[0]))
+        return out
+
+    engine.process(ev("A", END + 10) + ev("B", END + 20))
+    for h in range(1, 5):
+        engine.process(ev("B", END + h * HOUR_MS + 1))
+    engine.process(ev("A", END + 5 * HOUR_MS + 300_000, 7) + ev("B", END + 5 * HOUR_MS + 900_000))
+    engine.process(ev("C", END + 5 * HOUR_MS + 1_200_000))
+    engine.process(ev("B", END + 6 * HOUR_MS + 1_200_000, 1))
+    engine.process(ev("B", END + 7 * HOUR_MS + 1_200_000, 1))
+    m = engine.models["m"]
+    at5 = END + 5 * HOUR_MS
+    counts = {engine.series_key[sid]: {int(p["start"]): int(p["count"]) for p in m.store.history(sid, ("x",))[0]}
+              for sid in m.store.rows}
+    assert counts["s=A"][at5] == 7 and counts["s=C"][at5] == 1

@@ -115,3 +115,32 @@ def test_restore_under_a_config_with_other_features_keeps_going() -> None:
     resumed.finish()
     assert resumed.stats.processed + resumed.stats.dead_lettered == len(raw)
     assert resumed.stats.windows_closed > first.stats.windows_closed
+
+
+def test_a_model_removed_and_added_back_does_not_spoil_the_partition_state() -> None:
+    """Its old column records stay in the topic; the re-added model's new store ignores them."""
+    from stream.decode import Record as R
+
+    n = [0]
+
+    def ev(model: str, ts: int, k: int = 40) -> list[R]:
+        out = []
+        for i in range(k):
+            n[0] += 1
+            body = {"event_id": f"e{n[0]}", "model": model, "ts": ts + i, "segment": {"s": "x"}, "prediction": "a"}
+            out.append(R(orjson.dumps(body), None, "in", 0, n[0]))
+        return out
+
+    both, a_only = Config(models={"a": ModelConfig(), "b": ModelConfig()}), Config(models={"a": ModelConfig()})
+    e = Engine(both)
+    for h in range(6):
+        e.process(ev("a", END + h * HOUR_MS) + ev("b", END + h * HOUR_MS))
+    topic = dict(records(e))
+    e2 = from_records(a_only, topic)
+    for h in range(6, 8):
+        e2.process(ev("a", END + h * HOUR_MS))
+    topic.update(records(e2))
+    e3 = from_records(both, topic)
+    assert e3.models["a"].store.keys == e2.models["a"].store.keys
+    assert len(e3.models["b"].store.keys) == 0  # a new store: b's old columns are not its own
+    e3.process(ev("b", END + 8 * HOUR_MS) + ev("a", END + 9 * HOUR_MS))
