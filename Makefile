@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup jars test unit lint typecheck schemas demo broker-start broker-stop bench clean
+.PHONY: setup jars test unit lint typecheck schemas demo broker-start broker-stop bench bench-perf bench-memory clean
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,13 @@ broker-stop: setup
 
 bench: setup
 	$(BIN)/python bench/throughput.py
+
+# Issue 5's benchmarks against the local broker (`make broker-start` first); results in BENCHMARKS.md.
+bench-perf: setup
+	$(BIN)/python bench/perf.py --bootstrap $$($(BIN)/driftline broker status | tail -1)
+
+bench-memory: setup
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache driftline-demo
