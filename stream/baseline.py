@@ -257,22 +257,6 @@ class SeriesStore:
                 self.recent_n = _grow(self.recent_n, 0, size)
                 self.same = _grow(self.same, 0, size)
 
-    def _shape_for(self, w: Window) -> None:
-        if w.hist is not None and len(w.hist) > self.hist.shape[2]:
-            self.hist = _grow(self.hist, 2, len(w.hist))
-            self.bins = len(w.hist)
-            self.all_dirty = True
-        for name, h in (w.features or {}).items():
-            if name not in self.features:
-                self.features.append(name)
-                self.fsize.append(0)
-                self.fhist = _grow(self.fhist, 2, len(self.features))
-                self.fdisp = _grow(self.fdisp, 2, len(self.features))
-                self.all_dirty = True
-            if len(h) > self.fhist.shape[3]:
-                self.fhist = _grow(self.fhist, 3, len(h))
-                self.all_dirty = True
-
     # ----------------------------------------------------------------- learning
     def hold(self, sid: int, keys: tuple[SlotKey, ...], w: Window, usable: bool) -> None:
         """Keep a flagged window aside; ``release`` folds it in once it is old enough."""
@@ -295,32 +279,27 @@ class SeriesStore:
             del self.held[sid]
 
     def fold(self, sid: int, keys: tuple[SlotKey, ...], w: Window, usable: bool) -> None:
-        """Learn one closed window into each of the given slot keys."""
-        self._shape_for(w)
-        self.fold_many(np.array([self.row(sid)]), keys, self.batch([w], usable=np.array([usable])))
-
-    def batch(self, windows: list[Window], usable: npt.NDArray[np.bool_]) -> Batch:
-        """Windows as a Batch on this store's bins (features on other bins than learned are left out)."""
-        n, nf, fb = len(windows), len(self.features), self.fhist.shape[3]
-        hist = np.zeros((n, self.hist.shape[2]))
-        feat = np.zeros((n, nf, fb)) if nf else None
-        ok = np.zeros((n, nf), bool) if nf else None
-        index = {name: j for j, name in enumerate(self.features)}
-        for i, w in enumerate(windows):
-            if w.hist is not None:
-                hist[i, : len(w.hist)] = w.hist
-            for name, h in (w.features or {}).items():
-                j = index[name]
-                if len(h) <= 1:
-                    continue  # the feature's bins are not learned yet
-                if self.fsize[j] == 0:
-                    self.fsize[j] = len(h)
-                if len(h) == self.fsize[j] and feat is not None and ok is not None:
-                    feat[i, j, : len(h)] = h
-                    ok[i, j] = True
-        return Batch(np.array([w.count for w in windows], dtype=np.float64), hist,
-                     np.array([w.total for w in windows]), np.array([w.total_sq for w in windows]),
-                     usable & np.array([w.hist is not None and w.count > 0 for w in windows], dtype=bool), feat, ok)
+        """Learn one closed window (a held one, or a doctest's) into each of the given slot keys."""
+        feats = w.features or {}
+        self.ensure(len(w.hist) if w.hist is not None else 0, {name: len(h) for name, h in feats.items()})
+        nf = len(self.features)
+        hist = np.zeros((1, self.hist.shape[2]))
+        if w.hist is not None:
+            hist[0, : len(w.hist)] = w.hist
+        feat = np.zeros((1, nf, self.fhist.shape[3])) if nf else None
+        ok = np.zeros((1, nf), bool) if nf else None
+        for name, h in feats.items():
+            j = self.features.index(name)
+            if len(h) <= 1 or feat is None or ok is None:
+                continue  # the feature's bins are not learned yet
+            if self.fsize[j] == 0:
+                self.fsize[j] = len(h)
+            if len(h) == self.fsize[j]:
+                feat[0, j, : len(h)] = h
+                ok[0, j] = True
+        b = Batch(np.array([float(w.count)]), hist, np.array([w.total]), np.array([w.total_sq]),
+                  np.array([usable and w.hist is not None and w.count > 0]), feat, ok)
+        self.fold_many(np.array([self.row(sid)]), keys, b)
 
     def fold_many(self, rows: npt.NDArray[np.int64], keys: tuple[SlotKey, ...], b: Batch) -> None:
         """Learn one closed window per row into each of the given slot keys (all at once)."""
@@ -486,25 +465,6 @@ class SeriesStore:
         same[:, :-1] = same[:, 1:]
         same[:, -1] = p
         self.same[rows, c] = same
-
-    def note(self, sid: int, key: SlotKey, start: int, count: int, scores: dict[str, tuple[float, float]]) -> None:
-        """Remember a closed window's scores: in the series' recent windows and its same-slot history."""
-        r = self.row(sid)
-        p = np.zeros((), POINT)
-        p["start"], p["count"] = start, count
-        p["score"][:] = np.nan
-        p["threshold"][:] = np.nan
-        for signal, (score, threshold) in scores.items():
-            p["score"][SIGNAL_INDEX[signal]] = score
-            p["threshold"][SIGNAL_INDEX[signal]] = threshold
-        n = int(self.recent_n[r])
-        self.recent[r, n % RECENT] = p
-        self.recent_n[r] = n + 1
-        c = self._pcol(key)  # may grow self.same: index after
-        self.dirty_points.add(c)
-        same = self.same[r, c]
-        same[:-1] = same[1:].copy()
-        same[-1] = p
 
     def history(self, sid: int, key: SlotKey) -> tuple[list[Any], list[Any]]:
         """(recent, same slot) points, oldest first, as (start, count, scores, thresholds) rows."""

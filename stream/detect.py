@@ -96,13 +96,6 @@ def t_quantile(p: float, df: int) -> float:
     return float(stats.t.ppf(p, df))
 
 
-def two_sided_quantile(alpha: float, df: float) -> float:
-    """Two-sided critical value: Student's t with ``df`` degrees of freedom (normal beyond 1000)."""
-    if df > 1000:
-        return _NORMAL.inv_cdf(1.0 - alpha / 2.0)
-    return t_quantile(1.0 - alpha / 2.0, max(int(df), 1))
-
-
 def _grid(df: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Degrees of freedom rounded down (exact up to 30, then to a 2% geometric grid): quantiles
     hardly move there, rounding down only widens a threshold, and the few values recur in a cache."""

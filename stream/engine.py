@@ -75,19 +75,6 @@ def fingerprint(model: str, segment: str, signal: str) -> str:
     return hashlib.sha256(f"{model}|{segment}|{signal}".encode()).hexdigest()[:16]
 
 
-def _evidence(v: Verdict) -> bool | None:
-    """Breach, clean, or neither: a window counts as clean only well below its threshold.
-
-    The hysteresis keeps a firing alert from resolving on a window that merely lacks the power to
-    confirm the drift (a quiet night with few events), while a pending one still needs breaches.
-    """
-    if v.breach:
-        return True
-    if v.score <= CLEAN_FRACTION * v.threshold:
-        return False
-    return None
-
-
 class ModelState:
     """Everything the engine keeps for one model."""
 
@@ -467,30 +454,32 @@ class Engine:
             online &= ~pred.breach
             pred.test[online] = 3
             pred.forced[online] = True
-        firing = np.array([any((st_ := self.alert_states.get((sid, s))) is not None and st_.status == "firing"
-                               for s in SIGNALS) for sid in sids], dtype=bool) if self.alert_states else np.zeros(len(sids), bool)
+        # Alert states are few: find their series with one isin per question, not a loop over all series.
+        sid_arr = np.asarray(sids, dtype=np.int64)
+        kinds = ("prediction", "volume", "feature")
+        open_ = {k: np.isin(sid_arr, [sid for (sid, sg), _a in self.alert_states.items() if sg == k]) for k in kinds}
+        firing = np.isin(sid_arr, [sid for (sid, sg), a in self.alert_states.items() if sg in SIGNALS and a.status == "firing"])
         flagged = found["prediction"].breach | found["volume"].breach | firing
         # Evidence: breach, clean (well below the threshold: a firing alert does not resolve on a
         # window that merely lacks the power to confirm it), or neither.
         evidence: dict[str, npt.NDArray[np.int8]] = {}
-        for i, signal in enumerate(("prediction", "volume", "feature")):
+        for i, signal in enumerate(kinds):
             fs = found[signal]
             ev = np.where(fs.breach, 1, np.where(fs.has & (fs.score <= CLEAN_FRACTION * fs.threshold), 0, -1)).astype(np.int8)
             ev[ambiguous[i]] = -1
             evidence[signal] = ev
         # Prediction first: while the prediction drifts (or is about to fire), feature drift is its
         # evidence, attached to the prediction alert, not an alert of its own.
-        pred_open = np.array([(a := self.alert_states.get((sid, "prediction"))) is not None and a.status != "inactive"
-                              for sid in sids], dtype=bool) if self.alert_states else np.zeros(len(sids), bool)
-        evidence["feature"][pred.breach | pred_open] = -1
-        # The few series with something to say, with their verdicts and baselines as of before this window.
+        evidence["feature"][pred.breach | open_["prediction"]] = -1
+        # The few series with something to say (a breach, or an alert not inactive), with their
+        # verdicts and baselines as of before this window.
+        say = {k: (evidence[k] == 1) | open_[k] for k in kinds}
         todo: list[tuple[int, str, tuple[Verdict, Baseline] | None, bool | None]] = []
-        for i, sid in enumerate(sids):
-            for signal in ("prediction", "volume", "feature"):
-                said = int(evidence[signal][i])
-                if said != 1 and (sid, signal) not in self.alert_states:
-                    continue
-                todo.append((i, signal, self._verdict(st, sid, found[signal], i, signal), None if said < 0 else bool(said)))
+        for i in np.flatnonzero(say["prediction"] | say["volume"] | say["feature"]).tolist():
+            for signal in kinds:
+                if say[signal][i]:
+                    said = int(evidence[signal][i])
+                    todo.append((i, signal, self._verdict(st, sids[i], found[signal], i, signal), None if said < 0 else bool(said)))
         keep = ~flagged
         if keep.any():
             st.fold_many(rows[keep], slot.store, batch.take(keep))
@@ -498,8 +487,8 @@ class Engine:
             # While an alert fires, its series' windows are not the normal to compare with (until
             # ``adapt_after``), even those that lack the power to breach on their own.
             st.hold(sids[j], slot.store, window(j), bool(batch.usable[j]))
-        scores = np.stack([np.where(found[s].has, found[s].score, np.nan) for s in ("prediction", "volume", "feature")], axis=1)
-        thresholds = np.stack([np.where(found[s].has, found[s].threshold, np.nan) for s in ("prediction", "volume", "feature")], axis=1)
+        scores = np.stack([np.where(found[k].has, found[k].score, np.nan) for k in kinds], axis=1)
+        thresholds = np.stack([np.where(found[k].has, found[k].threshold, np.nan) for k in kinds], axis=1)
         st.note_many(rows, slot.chain[0], ws, counts, scores, thresholds)
         notes: list[Note] = []
         drifting = found["feature"].drifting
