@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer  # noqa: E402
 
+from stream.cli import tune_gc  # noqa: E402
 from stream.config import Config, KafkaConfig, MetricsConfig, ModelConfig  # noqa: E402
 from stream.engine import segment_key  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
@@ -152,6 +153,7 @@ def main() -> int:
     produce(args.bootstrap, topic, events)
     models = {"fraud": ModelConfig(segment_by=["country", "channel"], features=FEATURES, action="circuit_break")}
 
+    tune_gc()  # as `driftline run` and `driftline replay` do
     limit = plain_consume(args.bootstrap, topic, len(events))
     print(f"limit (plain consumer, batches of 10,000, discard): {limit:,.0f} events/s", flush=True)
     ours = driftline_rate(args.bootstrap, topic, models)

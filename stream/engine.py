@@ -13,8 +13,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import attrgetter, itemgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -31,7 +33,7 @@ from .contract import (
     Summary,
 )
 from .decide import AlertState, severity, step
-from .decode import DeadLetter, Event, Record, decode_batch
+from .decode import DeadLetter, Event, Record, Schema, TypedDecoder, decode_batch
 from .dedupe import Sent, notify_reason
 from .detect import Verdict, page_hinkley
 from .evaluate import TESTS, Found, either_day, evaluate
@@ -42,6 +44,7 @@ from .sketch import CategoricalSpec, NumericSpec, Spec, histogram_summary
 from .window import OpenWindows, Watermark, WindowSums
 
 FOUR_WEEKS_MS = 28 * 86_400_000
+_PARTITION = itemgetter(3)  # Record.partition
 SIGNALS = ("prediction", "volume")
 CLEAN_FRACTION = 0.5
 
@@ -96,16 +99,19 @@ class ModelState:
         self.features = FeatureSketch(cfg.features) if cfg.features else None
         self.seen: dict[int, set[str]] = {}  # event ids per open window
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
-        self.by_values: dict[tuple[Any, ...], int] = {}  # segment values as sent -> series id (a cache)
+        self.by_values: dict[Any, int] = {}  # segment key as decoded -> series id (a cache)
+        self.schema_kinds: list[str | None] = []  # the feature kinds its decoder schema was built with
 
 
 @dataclass(slots=True)
 class _Routed:
-    sids: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
-    values: list[Any] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
-    features: list[dict[str, Any]] = field(default_factory=list)
+    """One model's accepted events of a batch, column-wise and in stream order."""
+
+    sids: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64] | list[Any]
+    records: list[Record]
+    features: list[Any]  # the events' feature structs (or dicts, for a model without features)
 
 
 class Engine:
@@ -140,6 +146,7 @@ class Engine:
             ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=config.commands.key()
         )
         self.stats = Stats()
+        self.typed = TypedDecoder()
 
     # ----------------------------------------------------------------- ingest
     def process(self, records: Sequence[Record]) -> Output:
@@ -147,25 +154,60 @@ class Engine:
         self.stats.consumed += len(records)
         self.metrics.consumed.inc(len(records))
         self.metrics.batch_events.observe(len(records))
-        good, bad = decode_batch(records, self.d.max_event_bytes)
-        for dl in bad:
+        if len(self.typed.schemas) != len(self.models):
+            for m in self.models.values():
+                self._schema(m)
+        dec = decode_batch(records, self.d.max_event_bytes, self.typed)
+        for dl in dec.dead:
             self._dead(out, dl)
         now = self.clock() if self.clock is not None else 0.0
         now_ms = int(now * 1000) if self.clock is not None else None
-        routed: dict[str, _Routed] = {}
         part_max: dict[int, int] = {}
-        for event, rec in good:
-            reason = self._route(event, rec, now_ms, routed)
-            if reason is not None:
-                self._dead(out, DeadLetter(rec, reason[0], reason[1]))
-        for name, cols in routed.items():
-            accepted_ts = self._ingest(self.models[name], cols, out)
-            for p, ts in accepted_ts.items():
+        for m, evs, recs in self._by_model(dec.events, dec.records, out):
+            cols = self._route(m, evs, recs, now_ms, out)
+            if cols is None:
+                continue
+            for p, ts in self._ingest(m, cols, out).items():
                 part_max[p] = max(part_max.get(p, ts), ts)
+            if m.features is not None and m.features.kinds() != m.schema_kinds:
+                self._schema(m)  # a feature's kind is now known: type it in the decoder
         for p, ts in part_max.items():
             self.watermark.observe(p, ts, now)
         self._close_due(out, self.watermark.value(now, self.idle_after))
         return out
+
+    def _schema(self, m: ModelState) -> None:
+        kinds = m.features.kinds() if m.features is not None else []
+        m.schema_kinds = kinds
+        self.typed.set(Schema(m.cfg.name, m.cfg.segment_by, m.cfg.features, kinds))
+
+    def _by_model(self, events: list[Any], recs: list[Record], out: Output
+                  ) -> list[tuple[ModelState, list[Any], list[Record]]]:
+        """Events grouped by model, in stream order within each: typed events carry their model in
+        their type; a generic one is of a model without a schema yet (unknown, or registered now)."""
+        types = set(map(type, events))
+        if len(types) == 1 and Event not in types:
+            return [(self.models[self.typed.model_of[types.pop()]], events, recs)]
+        groups: dict[str, tuple[list[Any], list[Record]]] = {}
+        for ev, rec in zip(events, recs, strict=True):
+            t = type(ev)
+            if t is Event:
+                m = self._model(ev.model)
+                if m is None:
+                    self._dead(out, DeadLetter(rec, "unknown_model", f"model {ev.model!r} is not configured (known: {', '.join(sorted(self.models))})"))
+                    continue
+                if m.cfg.name not in self.typed.schemas:
+                    self._schema(m)
+                name = m.cfg.name
+                ev = self.typed.schemas[name].convert(ev)
+            else:
+                name = self.typed.model_of[t]
+            g = groups.get(name)
+            if g is None:
+                g = groups[name] = ([], [])
+            g[0].append(ev)
+            g[1].append(rec)
+        return [(self.models[name], evs, rs) for name, (evs, rs) in groups.items()]
 
     def finish(self) -> Output:
         """End of input (replay): close every open window."""
@@ -192,60 +234,131 @@ class Engine:
             m = self.models[name] = ModelState(self.config.resolved(name), self.d.baseline_windows)
         return m
 
-    def _route(
-        self, event: Event, rec: Record, now_ms: int | None, routed: dict[str, _Routed]
-    ) -> tuple[str, str] | None:
-        m = self._model(event.model)
-        if m is None:
-            return "unknown_model", f"model {event.model!r} is not configured (known: {', '.join(sorted(self.models))})"
+    def _route(self, m: ModelState, evs: list[Any], recs: list[Record], now_ms: int | None,
+               out: Output) -> _Routed | None:
+        """A model's events to series ids, column-wise, when the batch is clean (no event to reject, all
+        of one prediction type, no repeated id); otherwise event by event, with the reason for each."""
+        ts = np.array([e.ts for e in evs], dtype=np.int64)
+        preds = [e.prediction for e in evs]
+        types = set(map(type, preds))
+        kind = "numeric" if types <= {float, int} else "categorical" if types == {str} else None
+        clean = kind is not None and (m.spec is None or m.spec.kind == kind)
+        if clean and now_ms is not None and int(ts.max()) > now_ms + self.d.max_future:
+            clean = False
+        ws = ts - ts % m.cfg.window
+        ids = [e.event_id for e in evs]
+        if (ws == ws[0]).all():
+            by_window = [(int(ws[0]), ids)]
+        else:
+            by_window = [(w, [ids[i] for i in np.flatnonzero(ws == w)]) for w in np.unique(ws).tolist()]
+        for w, part in by_window if clean else ():
+            seen = m.seen.get(w)
+            if len(set(part)) != len(part) or (seen is not None and not seen.isdisjoint(part)):
+                clean = False
+                break
+        keys = self._keys(m, evs)
+        if clean:
+            sids = list(map(m.by_values.get, keys))
+            if None in sids:
+                new = {k for k, s in zip(keys, sids, strict=True) if s is None}
+                if len(m.sids) + len(new) > self.d.max_series_per_model:
+                    clean = False
+                else:
+                    for i, s in enumerate(sids):
+                        if s is None:
+                            sids[i] = self._series_of(m, keys[i], evs[i].segment)
+        if not clean:
+            return self._route_each(m, evs, recs, keys, ws, now_ms, out)
+        assert kind is not None
+        if m.spec is None:
+            m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
+        for w, part in by_window:
+            seen = m.seen.get(w)
+            if seen is None:
+                m.seen[w] = set(part)
+            else:
+                seen.update(part)
+        values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
+        return _Routed(np.array(sids, dtype=np.int64), ts, values, recs, [e.features for e in evs])
+
+    def _keys(self, m: ModelState, evs: list[Any]) -> list[Any]:
+        """Each event's segment as a hashable key: the typed segment struct, or the sorted pairs."""
+        if m.cfg.segment_by is not None:
+            return [e.segment for e in evs]
+        return [tuple(sorted(e.segment.items())) for e in evs]
+
+    def _series_of(self, m: ModelState, key: Any, segment: Any) -> int:
+        """The series of a segment key not in the cache: known under its canonical text, or new."""
+        seg = self._segment(m, key, segment)
+        skey = segment_key(seg)
+        sid = m.by_segment.get(skey)
+        if sid is None:
+            sid = self._new_series(m, seg, skey)
+        m.by_values[key] = sid
+        return sid
+
+    def _route_each(self, m: ModelState, evs: list[Any], recs: list[Record], keys: list[Any],
+                    ws: npt.NDArray[np.int64], now_ms: int | None, out: Output) -> _Routed | None:
+        """Event by event, in stream order: the first failing check names the reason."""
+        sids: list[int] = []
+        kept: list[int] = []
+        values: list[Any] = []
+        for i, event in enumerate(evs):
+            reason = self._check(m, event, int(ws[i]), now_ms)
+            if reason is None:
+                pred = event.prediction
+                value = max(pred, key=pred.__getitem__) if isinstance(pred, dict) else pred
+                sid = m.by_values.get(keys[i])
+                if sid is None:
+                    if len(m.sids) >= self.d.max_series_per_model and \
+                            m.by_segment.get(segment_key(self._segment(m, keys[i], event.segment))) is None:
+                        reason = ("too_many_series", f"model {m.cfg.name!r} already has {len(m.sids)} series")
+                    else:
+                        sid = self._series_of(m, keys[i], event.segment)
+            if reason is not None:
+                self._dead(out, DeadLetter(recs[i], reason[0], reason[1]))
+                continue
+            assert sid is not None
+            m.seen.setdefault(int(ws[i]), set()).add(event.event_id)
+            sids.append(sid)
+            kept.append(i)
+            values.append(float(value) if m.spec is not None and m.spec.kind == "numeric" else value)
+        if not kept:
+            return None
+        idx = np.array(kept, dtype=np.int64)
+        vals: npt.NDArray[np.float64] | list[Any] = (
+            np.array(values, dtype=np.float64) if m.spec is not None and m.spec.kind == "numeric" else values)
+        ts = np.array([evs[i].ts for i in kept], dtype=np.int64)
+        return _Routed(np.array(sids, dtype=np.int64), ts, vals, [recs[i] for i in idx],
+                       [evs[i].features for i in idx])
+
+    @staticmethod
+    def _segment(m: ModelState, key: Any, segment: Any) -> dict[str, str]:
+        by = m.cfg.segment_by
+        return dict(zip(by, msgspec.structs.astuple(segment), strict=True)) if by is not None else dict(key)
+
+    def _check(self, m: ModelState, event: Any, ws: int, now_ms: int | None) -> tuple[str, str] | None:
+        """Why this event cannot be counted (None: it can); the prediction's kind is fixed here."""
         if now_ms is not None and event.ts > now_ms + self.d.max_future:
             return "future", f"ts is {(event.ts - now_ms) / 1000:.0f}s ahead of the clock"
         # A producer retry repeats an event: count it once. Ids are kept while their window is open
         # (an older repeat is late anyway).
-        ws = event.ts - event.ts % m.cfg.window
         seen = m.seen.get(ws)
-        if seen is None:
-            seen = m.seen[ws] = set()
-        elif event.event_id in seen:
+        if seen is not None and event.event_id in seen:
             return "duplicate", f"event_id {event.event_id!r} was already counted in this window"
         pred = event.prediction
-        value: Any
         if isinstance(pred, str):
-            kind, value = "categorical", pred
+            kind = "categorical"
         elif isinstance(pred, dict):
             if not pred:
                 return "invalid_event", "prediction: empty probability map"
-            kind, value = "categorical", max(pred, key=pred.__getitem__)
+            kind = "categorical"
         else:
-            kind, value = "numeric", float(pred)
+            kind = "numeric"
         if m.spec is None:
             m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
         elif m.spec.kind != kind:
             return "prediction_type", f"prediction is {kind} but model {m.cfg.name!r} sends {m.spec.kind} predictions"
-        seg = event.segment
-        by = m.cfg.segment_by
-        # Known segments are found by their values alone (no canonical text built per event).
-        raw = tuple(seg.get(k, "(none)") for k in by) if by is not None else tuple(sorted(seg.items()))
-        sid = m.by_values.get(raw)
-        if sid is None:
-            if by is not None:
-                seg = {k: seg.get(k, "(none)") for k in by}
-            skey = segment_key(seg)
-            sid = m.by_segment.get(skey)
-            if sid is None:
-                if len(m.sids) >= self.d.max_series_per_model:
-                    return "too_many_series", f"model {m.cfg.name!r} already has {len(m.sids)} series"
-                sid = self._new_series(m, seg, skey)
-            m.by_values[raw] = sid
-        cols = routed.get(m.cfg.name)
-        if cols is None:
-            cols = routed[m.cfg.name] = _Routed()
-        cols.sids.append(sid)
-        cols.ts.append(event.ts)
-        cols.values.append(value)
-        cols.records.append(rec)
-        cols.features.append(event.features)
-        seen.add(event.event_id)
         return None
 
     def _new_series(self, m: ModelState, seg: dict[str, str], skey: str) -> int:
@@ -271,7 +384,8 @@ class Engine:
             self.metrics.late.labels(m.cfg.name).inc(int(late.sum()))
             keep = ~late
             sids, ts, ws = sids[keep], ts[keep], ws[keep]
-            values = [v for v, k in zip(cols.values, keep, strict=True) if k]
+            values = cols.values[keep] if isinstance(cols.values, np.ndarray) else \
+                [v for v, k in zip(cols.values, keep, strict=True) if k]
             recs = [r for r, k in zip(cols.records, keep, strict=True) if k]
             feats = [f for f, k in zip(cols.features, keep, strict=True) if k]
         else:
@@ -280,9 +394,9 @@ class Engine:
             return {}
         spec = m.spec
         assert spec is not None
-        fbins = m.features.bins(feats) if m.features is not None else None
+        fbins = m.features.bins_of(self._feature_columns(m, feats)) if m.features is not None else None
         if isinstance(spec, CategoricalSpec):
-            self._accumulate(m, sids, ws, spec.codes(values), None, fbins)
+            self._accumulate(m, sids, ws, spec.codes(values), None, fbins)  # type: ignore[arg-type]
         else:
             arr = np.asarray(values, dtype=np.float64)
             if spec.frozen:
@@ -302,11 +416,20 @@ class Engine:
         n = len(ts)
         self.stats.processed += n
         self.metrics.processed.labels(m.cfg.name).inc(n)
-        part_max: dict[int, int] = {}
-        parts = np.fromiter((r.partition for r in recs), dtype=np.int64, count=n)
-        for p in np.unique(parts):
-            part_max[int(p)] = int(ts[parts == p].max())
-        return part_max
+        partitions = set(map(_PARTITION, recs))
+        if len(partitions) == 1:
+            return {partitions.pop(): int(ts.max())}
+        parts = np.fromiter(map(_PARTITION, recs), dtype=np.int64, count=n)
+        return {int(p): int(ts[parts == p].max()) for p in np.unique(parts)}
+
+    def _feature_columns(self, m: ModelState, feats: list[Any]) -> list[Any]:
+        """The events' monitored features, one column each: a float array when the decoder typed every
+        feature as numeric (one conversion for the whole batch), else lists of the values as sent."""
+        schema = self.typed.schemas[m.cfg.name]
+        if schema.all_numeric and all(k == "numeric" for k in m.schema_kinds):
+            x = np.array([msgspec.structs.astuple(f) for f in feats], dtype=np.float64).reshape(len(feats), -1)
+            return list(x.T)
+        return [list(map(attrgetter(f"f{j}"), feats)) for j in range(len(schema.features))]
 
     def _flush_pending(self, m: ModelState) -> None:
         assert m.spec is not None
@@ -331,7 +454,7 @@ class Engine:
         names = m.features.names if m.features is not None else []
         st.ensure(m.spec.size, {n: m.features.max_size for n in names} if m.features is not None else {})
         usids, inv = np.unique(sids, return_inverse=True)
-        rows = st.rows_for(usids.tolist())[inv.reshape(-1)]
+        rows = st.rows_for(usids)[inv.reshape(-1)]
         index = {n: j for j, n in enumerate(st.features)}
         feats = {index[n]: b for n, b in (feature_bins or {}).items()}
         shape = (len(st.scal), st.hist.shape[2], st.fhist.shape[2], st.fhist.shape[3])
@@ -353,11 +476,13 @@ class Engine:
         sums = m.windows.pop(ws)
         for old in [w for w in m.seen if w <= ws]:
             del m.seen[old]
-        if sums is not None:
-            active = set(np.flatnonzero(sums.count > 0).tolist())
-            for sid, r in m.store.rows.items():
-                if r in active:
-                    self.last_active[sid] = ws
+        if sums is not None and m.sids:
+            rows = m.store.rows_for(m.sids)
+            inside = rows < len(sums.count)
+            active = np.zeros(len(rows), bool)
+            active[inside] = sums.count[rows[inside]] > 0
+            for sid in np.asarray(m.sids)[active].tolist():
+                self.last_active[sid] = ws
         self._expire(m, ws)
         d = self.d
         slot = m.calendar.slot(ws)

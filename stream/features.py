@@ -55,15 +55,28 @@ class FeatureSketch:
         spec = self.specs[name]
         return spec is not None and spec.frozen
 
+    def kinds(self) -> list[str | None]:
+        """Each feature's kind as learned so far ("numeric", "categorical", or None: no value yet)."""
+        return [None if (s := self.specs[n]) is None else s.kind for n in self.names]
+
     def bins(self, rows: Sequence[dict[str, Any]]) -> dict[str, npt.NDArray[np.int64]]:
         """Bin ids of every ready feature for these events (the last bin is null or wrong type)."""
+        return self.bins_of([[r.get(name) for r in rows] for name in self.names])
+
+    def bins_of(self, columns: Sequence[Sequence[Any] | npt.NDArray[np.float64]]) -> dict[str, npt.NDArray[np.int64]]:
+        """``bins`` for the events given column-wise, one column per feature in ``names`` order: a list
+        of the values as sent, or a float array (NaN for null) when they are known to be numbers."""
         out: dict[str, npt.NDArray[np.int64]] = {}
         numeric_cols: dict[int, npt.NDArray[np.float64]] = {}
+        n_rows = len(columns[0]) if columns else 0
         for j, name in enumerate(self.names):
-            raw = [r.get(name) for r in rows]
+            raw = columns[j]
             spec = self.specs[name]
             if spec is None:
-                first = next((v for v in raw if v is not None), None)
+                if isinstance(raw, np.ndarray):
+                    first: Any = 0.0 if np.isfinite(raw).any() else None
+                else:
+                    first = next((v for v in raw if v is not None), None)
                 if first is None:
                     continue
                 spec = self.specs[name] = (
@@ -71,7 +84,9 @@ class FeatureSketch:
                     if type(first) in _NUMERIC else CategoricalSpec(max_labels=self.max_labels)
                 )
             if isinstance(spec, NumericSpec):
-                if set(map(type, raw)) <= _PLAIN:  # the common case: numpy maps None to NaN itself
+                if isinstance(raw, np.ndarray):
+                    arr = raw
+                elif set(map(type, raw)) <= _PLAIN:  # the common case: numpy maps None to NaN itself
                     arr = np.array(raw, dtype=np.float64)
                 else:
                     arr = np.array([v if type(v) in _NUMERIC else np.nan for v in raw], dtype=np.float64)
@@ -84,12 +99,14 @@ class FeatureSketch:
                 b[~np.isfinite(arr)] = spec.size
                 out[name] = b
             else:
+                if isinstance(raw, np.ndarray):  # a float column given to a text feature: all wrong-typed
+                    raw = [None] * len(raw)
                 labels = [v if type(v) is str else ("true" if v is True else "false") if type(v) is bool else None
                           for v in raw]
                 codes = spec.codes([lab if lab is not None else "" for lab in labels])
                 codes[np.array([lab is None for lab in labels])] = spec.size
                 out[name] = codes
-        self._correlate(numeric_cols, len(rows))
+        self._correlate(numeric_cols, n_rows)
         return out
 
     def _correlate(self, cols: dict[int, npt.NDArray[np.float64]], n: int) -> None:

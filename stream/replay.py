@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -46,7 +47,44 @@ def replay(
 ) -> ReplayResult:
     """Replay a JSONL file, one event per line, in file order."""
     with events.open("rb") as fh:
-        return replay_lines(fh, config, alerts_out, commands_out, dead_out, chunk, source=str(events))
+        return replay_batches(file_batches(fh, str(events), chunk), config, alerts_out, commands_out, dead_out)
+
+
+_new_record = tuple.__new__  # Record's own constructor is a Python function: this is its C core
+
+
+def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int = 1 << 22) -> Iterator[list[Record]]:
+    """Batches of about ``chunk`` records from a JSONL file, read in large blocks (``offset``: the
+    1-based line number; blank lines are skipped but counted)."""
+    lineno = 0
+    rest = b""
+    batch: list[Record] = []
+    while True:
+        block = fh.read(read_size)
+        if not block:
+            break
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        batch += _records(lines, source, lineno)
+        lineno += len(lines)
+        while len(batch) >= chunk:
+            yield batch[:chunk]
+            batch = batch[chunk:]
+    if rest:
+        batch += _records([rest], source, lineno)
+    if batch:
+        yield batch
+
+
+_BLANK = re.compile(rb"(^|\n)[ \t\r]*(\n|$)")
+
+
+def _records(lines: list[bytes], source: str, lineno: int) -> list[Record]:
+    """Records of these lines (numbered from ``lineno + 1``), without blank lines and CRs at the end."""
+    if any(_BLANK.search(line) is not None or line[-1:] == b"\r" for line in lines if line[:1] != b"{" or line[-1:] != b"}"):
+        return [_new_record(Record, (line.rstrip(b"\r"), None, source, 0, n))
+                for n, line in enumerate(lines, start=lineno + 1) if line.strip()]
+    return [_new_record(Record, (line, None, source, 0, n)) for n, line in enumerate(lines, start=lineno + 1)]
 
 
 def replay_lines(
@@ -60,6 +98,32 @@ def replay_lines(
     on_alert: Callable[[Alert], None] | None = None,
 ) -> ReplayResult:
     """The engine over lines of JSON (one event each), closing every window at the end."""
+
+    def batches() -> Iterator[list[Record]]:
+        batch: list[Record] = []
+        for lineno, line in enumerate(lines, start=1):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            batch.append(Record(line, None, source, 0, lineno))
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    return replay_batches(batches(), config, alerts_out, commands_out, dead_out, on_alert)
+
+
+def replay_batches(
+    batches: Iterable[list[Record]],
+    config: Config,
+    alerts_out: IO[bytes] | None = None,
+    commands_out: IO[bytes] | None = None,
+    dead_out: IO[bytes] | None = None,
+    on_alert: Callable[[Alert], None] | None = None,
+) -> ReplayResult:
+    """The engine over batches of records, closing every window at the end."""
     engine = Engine(config, Metrics(), clock=None)
     result = ReplayResult(0, 0, 0, 0, 0, 0.0)
 
@@ -88,16 +152,7 @@ def replay_lines(
                 )
 
     started = time.perf_counter()
-    batch: list[Record] = []
-    for lineno, line in enumerate(lines, start=1):
-        line = line.rstrip(b"\r\n")
-        if not line.strip():
-            continue
-        batch.append(Record(line, None, source, 0, lineno))
-        if len(batch) >= chunk:
-            emit(engine.process(batch))
-            batch = []
-    if batch:
+    for batch in batches:
         emit(engine.process(batch))
     emit(engine.finish())
     result.seconds = time.perf_counter() - started

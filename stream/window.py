@@ -84,6 +84,10 @@ class WindowSums:
     def take(self, rows: npt.NDArray[np.int64]) -> WindowSums:
         """The sums of these rows (zeros for rows beyond the ones this window has room for)."""
         n = len(self.count)
+        if len(rows) and rows[0] == 0 and rows[-1] == len(rows) - 1 and len(rows) <= n and (np.diff(rows) == 1).all():
+            k = len(rows)  # rows 0..k-1 in order: views, not copies (callers only read them)
+            return WindowSums(self.count[:k], self.hist[:k], self.total[:k], self.total_sq[:k], self.feat[:k],
+                              self.fseen[:k])
         inside = rows < n
         if inside.all():
             return WindowSums(self.count[rows], self.hist[rows], self.total[rows], self.total_sq[rows],
