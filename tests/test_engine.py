@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import orjson
 import pytest
 
@@ -297,3 +298,73 @@ def test_a_series_with_events_in_an_open_window_is_not_expired() -> None:
     counts = {engine.series_key[sid]: {int(p["start"]): int(p["count"]) for p in m.store.history(sid, ("x",))[0]}
               for sid in m.store.rows}
     assert counts["s=A"][at5] == 7 and counts["s=C"][at5] == 1
+
+
+def _alerts(out: Output) -> list[tuple[str, str, int, str, float, tuple[str, ...]]]:
+    return [(a.alert_id, a.notify_reason, a.window_start, a.test, round(a.score, 9), tuple(a.features))
+            for a in out.alerts]
+
+
+def test_events_the_typed_decoder_refuses_give_the_same_alerts_through_the_generic_path() -> None:
+    """Extra segment keys and unmonitored features send every event down the generic path (full
+    validation); the alerts must be those of the typed path, event for event."""
+    sc = Scenario(weeks=5, end_ms=END, rate=40, segments=_segments(3), correlated_features=3,
+                  drifts=(Drift(1, END - 50 * HOUR_MS, "shift", 1.5),))
+    raw = events(sc, seed=4)
+    padded = []
+    for r in raw:
+        e = orjson.loads(r)
+        e["segment"] = {**e["segment"], "host": "h1"}
+        e["features"] = {**e["features"], "unmonitored": "x"}
+        padded.append(orjson.dumps(e))
+    cfg = Config(models={"fraud": ModelConfig(segment_by=["region"], features=["amount", "tier", "f00", "f01", "f02"],
+                                              action="circuit_break")})
+    typed, generic = Engine(cfg), Engine(cfg)
+    a = feed(typed, raw[:100], finish=False)
+    decode = typed.typed.decoder()
+    assert type(decode(raw[0])).__name__ == "TypedEvent"
+    with pytest.raises(msgspec.ValidationError):
+        decode(padded[0])
+    a.extend(feed(typed, raw[100:]))
+    b = feed(generic, padded)
+    assert [e for e in a.alerts if e.status == "firing"], "the drifted segment must alert"
+    assert _alerts(a) == _alerts(b)
+    assert typed.stats.processed == generic.stats.processed == len(raw)
+
+
+def test_a_feature_of_the_wrong_kind_counts_as_null_on_either_path() -> None:
+    """Once a feature is known numeric the decoder types it so: a text value then fails the typed
+    decode and the generic path counts it in the null bin, as the sketch does for any wrong type."""
+    cfg = Config(models={"m": ModelConfig(features=["x"])})
+    engine = Engine(cfg)
+    first = [orjson.dumps({"event_id": f"a{i}", "model": "m", "ts": END + i * 20_000, "prediction": 0.5,
+                           "features": {"x": i}}) for i in range(600)]  # over 3h20m: the prediction's edges are set
+    feed(engine, first, finish=False)
+    assert engine.typed.schemas["m"].kinds == ("numeric",)
+    at = END + 3 * HOUR_MS + 1_300_000
+    odd = [orjson.dumps({"event_id": f"b{i}", "model": "m", "ts": at + i, "prediction": 0.5,
+                         "features": {"x": "seven" if i % 2 else float(i)}}) for i in range(10)]
+    out = engine.process([Record(r, None, "in", 0, i) for i, r in enumerate(odd)])
+    assert out.dead_letters == []
+    m = engine.models["m"]
+    assert m.features is not None
+    sums = m.windows._open[at - at % m.cfg.window]
+    row = m.store.rows[0]
+    null_bin = m.features.size("x") - 1
+    assert int(sums.count[row]) > 10 and int(sums.feat[row, 0, null_bin]) == 5
+
+
+def test_events_of_several_models_in_one_batch_keep_their_order() -> None:
+    cfg = Config(models={"a": ModelConfig(), "b": ModelConfig(segment_by=["s"])})
+    engine = Engine(cfg)
+    recs = []
+    for i in range(20):
+        model = "a" if i % 3 else "b"
+        recs.append(Record(orjson.dumps({"event_id": "same" if i in (4, 5) else f"e{i}", "model": model,
+                                         "ts": END + i, "segment": {"s": "x"}, "prediction": 0.1 * i}), None, "in", 0, i))
+    recs.append(Record(orjson.dumps({"event_id": "g", "model": "ghost", "ts": END, "prediction": 1.0}), None, "in", 0, 20))
+    out = engine.process(recs)
+    # e4 and e5 share an id and a model ("a"): the later one is the repeat.
+    assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("unknown_model", 20), ("duplicate", 5)]
+    assert engine.stats.processed == 19
+    assert [engine.series_key[s] for s in engine.models["b"].sids] == ["s=x"]
