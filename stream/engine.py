@@ -455,8 +455,11 @@ class Engine:
         st.ensure(m.spec.size, {n: m.features.max_size for n in names} if m.features is not None else {})
         usids, inv = np.unique(sids, return_inverse=True)
         rows = st.rows_for(usids)[inv.reshape(-1)]
-        index = {n: j for j, n in enumerate(st.features)}
-        feats = {index[n]: b for n, b in (feature_bins or {}).items()}
+        feats = None
+        if feature_bins:
+            index = {n: j for j, n in enumerate(st.features)}
+            feats = (np.array([index[n] for n in feature_bins], dtype=np.int64),
+                     np.stack(list(feature_bins.values()), axis=1))
         shape = (len(st.scal), st.hist.shape[2], st.fhist.shape[2], st.fhist.shape[3])
         m.windows.add(ws, rows, bins, values, feats, shape)
 

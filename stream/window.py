@@ -65,6 +65,11 @@ class Watermark:
         self._last = np.iinfo(np.int64).max
 
 
+#: Feature bins of a batch's events: the features' columns in the window sums, and a matrix of bin
+#: ids, one row per event and one column per feature given.
+Features = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
 @dataclass
 class WindowSums:
     """One open window of one model: counts, histograms and sums of every series, by store row."""
@@ -99,8 +104,8 @@ class WindowSums:
         return out
 
     def add(self, rows: npt.NDArray[np.int64], bins: npt.NDArray[np.int64], values: npt.NDArray[np.float64] | None,
-            features: dict[int, npt.NDArray[np.int64]]) -> None:
-        """Add events: one bincount per sum over the distinct rows they touch."""
+            features: Features | None) -> None:
+        """Add events: one bincount per sum (one for all features) over the distinct rows they touch."""
         need = int(rows.max()) + 1
         if need > len(self.count):
             grown = WindowSums.zeros(max(need, len(self.count) * 5 // 4), self.hist.shape[1], self.feat.shape[1], self.feat.shape[2])
@@ -114,10 +119,18 @@ class WindowSums:
         if values is not None:
             self.total[urows] += np.bincount(inv, weights=values, minlength=u)
             self.total_sq[urows] += np.bincount(inv, weights=values * values, minlength=u)
-        fb = self.feat.shape[2]
-        for j, f in features.items():
-            self.feat[urows, j] += np.bincount(inv * fb + f, minlength=u * fb).reshape(u, fb)
-            self.fseen[urows, j] = True
+        if features is None or len(features[0]) == 0:
+            return
+        cols, fbins = features
+        k, fb = len(cols), self.feat.shape[2]
+        flat = (inv[:, None] * k + np.arange(k)) * fb + fbins
+        c = np.bincount(flat.ravel(), minlength=u * k * fb).reshape(u, k, fb)
+        if k == self.feat.shape[1] and (cols == np.arange(k)).all():
+            self.feat[urows] += c
+            self.fseen[urows] = True
+        else:
+            self.feat[urows[:, None], cols[None, :]] += c
+            self.fseen[urows[:, None], cols[None, :]] = True
 
     def fit(self, features: int, feature_bins: int) -> None:
         """Room for more features (or feature bins) than the window was opened with (a new config)."""
@@ -153,7 +166,7 @@ class OpenWindows:
         rows: npt.NDArray[np.int64],
         bins: npt.NDArray[np.int64],
         values: npt.NDArray[np.float64] | None,
-        features: dict[int, npt.NDArray[np.int64]],
+        features: Features | None,
         shape: tuple[int, int, int, int],
     ) -> None:
         """Events (window start, store row, bin, value, feature bins) into their windows' sums;
@@ -169,7 +182,7 @@ class OpenWindows:
                 sums.add(rows, bins, values, features)
             else:
                 sums.add(rows[sel], bins[sel], None if values is None else values[sel],
-                         {j: f[sel] for j, f in features.items()})
+                         None if features is None else (features[0], features[1][sel]))
 
     def due(self, watermark: int) -> list[int]:
         """Window starts that the watermark closes, oldest first."""
