@@ -5,7 +5,10 @@
 One topic of ``--events`` events (``--segments`` segments, the prediction plus 10 numeric features,
 JSON of about 400 bytes, two simulated weeks) is produced once, then:
 
-1. limit: a plain confluent-kafka consumer reads it in batches of 10,000 and discards them;
+1. limit: a plain confluent-kafka consumer reads it in batches of 10,000 and discards them, once
+   with Python's default garbage-collector settings (as such a consumer is usually written) and once
+   with the settings `driftline run` uses (stream.cli.tune_gc); then the decode floor: the same
+   consumer plus driftline's typed JSON decoder on every message, nothing else;
 2. driftline: the service's whole loop (decode, validate, window, sketch, detect, decide, produce,
    transactions with state and offsets) over the same topic, monitoring the prediction and the
    10 features; the rate is timed from the first to the last batch;
@@ -20,13 +23,16 @@ and the replay process's peak RSS.
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import resource
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -37,6 +43,7 @@ from confluent_kafka import Consumer  # noqa: E402
 
 from stream.cli import tune_gc  # noqa: E402
 from stream.config import Config, KafkaConfig, MetricsConfig, ModelConfig  # noqa: E402
+from stream.decode import Schema, TypedDecoder  # noqa: E402
 from stream.engine import segment_key  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
 
@@ -63,7 +70,7 @@ def make_events(n: int, segments: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def plain_consume(bootstrap: str, topic: str, total: int) -> float:
+def plain_consume(bootstrap: str, topic: str, total: int, decode: Callable[[bytes], object] | None = None) -> float:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"plain-{uuid.uuid4().hex[:8]}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 4_194_304})
@@ -73,8 +80,12 @@ def plain_consume(bootstrap: str, topic: str, total: int) -> float:
     try:
         while seen < total:
             msgs = c.consume(num_messages=10_000, timeout=1.0)
-            for m in msgs:
-                m.value()
+            if decode is None:
+                for m in msgs:
+                    m.value()
+            else:
+                for m in msgs:
+                    decode(m.value())  # type: ignore[arg-type]
             seen += len(msgs)
             if msgs and not first:
                 first = time.perf_counter()  # timed from the end of the first batch, as for driftline
@@ -99,27 +110,39 @@ def driftline_rate(bootstrap: str, topic: str, models: dict[str, ModelConfig]) -
     return (n1 - n0) / (t1 - t0)
 
 
-def replay_rate(events: list[tuple[bytes, bytes]], models: dict[str, ModelConfig]) -> float:
+def replay_rate(path: Path, models: dict[str, ModelConfig]) -> tuple[float, float, int]:
+    """Events/s of the replay, the seconds of it spent closing windows, and the windows closed."""
+    from stream.engine import Engine
     from stream.replay import replay
 
-    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
-        f.write(b"\n".join(v for _k, v in events) + b"\n")
-    t0 = time.perf_counter()
-    result = replay(Path(f.name), Config(models=models))
-    rate = result.events / (time.perf_counter() - t0)
-    Path(f.name).unlink()
-    return rate
+    spent = [0.0, 0]
+    close = Engine._close
+
+    def timed(self: Engine, *args: Any) -> None:
+        t = time.perf_counter()
+        close(self, *args)
+        spent[0] += time.perf_counter() - t
+        spent[1] += 1
+
+    Engine._close = timed  # type: ignore[method-assign]
+    try:
+        t0 = time.perf_counter()
+        result = replay(path, Config(models=models))
+        rate = result.events / (time.perf_counter() - t0)
+    finally:
+        Engine._close = close  # type: ignore[method-assign]
+    return rate, spent[0], int(spent[1])
 
 
-def river_rate(events: list[tuple[bytes, bytes]], sample: int) -> float:
+def river_rate(events: list[bytes], sample: int) -> float:
     from river.drift import ADWIN
 
     rows = []
-    for _k, v in events[:sample]:
+    for v in events[:sample]:
         e = orjson.loads(v)
         rows.append((e["prediction"], *(e["features"][f] for f in FEATURES)))
     detectors: dict[tuple[str, int], ADWIN] = {}
-    segs = [orjson.loads(v)["segment"] for _k, v in events[:sample]]
+    segs = [orjson.loads(v)["segment"] for v in events[:sample]]
     keys = [segment_key(s) for s in segs]
     t0 = time.perf_counter()
     for key, row in zip(keys, rows, strict=True):
@@ -151,17 +174,36 @@ def main() -> int:
     topic = f"perf-{uuid.uuid4().hex[:8]}.in"
     create_topic(args.bootstrap, topic, partitions=args.partitions)
     produce(args.bootstrap, topic, events)
+    n = len(events)
+    jsonl = Path(tempfile.mkdtemp()) / "events.jsonl"
+    jsonl.write_bytes(b"\n".join(v for _k, v in events) + b"\n")
+    sample = [v for _k, v in events[: args.river_sample]]  # bytes: not tracked by the garbage collector
+    # Nothing of the million events stays in tracked objects: a consumer process does not hold its
+    # input, and the collector would otherwise walk them all (it did, in earlier runs of this script).
+    del events
+    gc.collect()
     models = {"fraud": ModelConfig(segment_by=["country", "channel"], features=FEATURES, action="circuit_break")}
 
-    tune_gc()  # as `driftline run` and `driftline replay` do
-    limit = plain_consume(args.bootstrap, topic, len(events))
-    print(f"limit (plain consumer, batches of 10,000, discard): {limit:,.0f} events/s", flush=True)
+    limit_default = plain_consume(args.bootstrap, topic, n)
+    print(f"limit (plain consumer, batches of 10,000, discard), default GC: {limit_default:,.0f} events/s", flush=True)
+    tune_gc()  # as `driftline run` and `driftline replay` do, for everything from here on
+    limit = plain_consume(args.bootstrap, topic, n)
+    print(f"limit, GC as driftline sets it: {limit:,.0f} events/s", flush=True)
+    typed = TypedDecoder()
+    typed.set(Schema("fraud", ["country", "channel"], FEATURES, ["numeric"] * len(FEATURES)))
+    floor = plain_consume(args.bootstrap, topic, n, typed.decoder())
+    print(f"decode floor (the same consumer + driftline's typed JSON decode, nothing else): {floor:,.0f} events/s "
+          f"(ratio to limit {floor / limit:.2f})", flush=True)
     ours = driftline_rate(args.bootstrap, topic, models)
     print(f"driftline run (whole pipeline, {args.partitions} partitions): {ours:,.0f} events/s", flush=True)
-    print(f"ratio driftline / limit: {ours / limit:.2f}")
-    rep = replay_rate(events, models)
-    print(f"replay (file, no Kafka, one core): {rep:,.0f} events/s", flush=True)
-    riv = river_rate(events, min(args.river_sample, len(events)))
+    print(f"ratio driftline / limit: {ours / limit:.2f} (against the default-GC limit: {ours / limit_default:.2f}; "
+          f"against the decode floor: {ours / floor:.2f})")
+    rep, in_close, windows = replay_rate(jsonl, models)
+    jsonl.unlink()
+    print(f"replay (file, no Kafka, one core): {rep:,.0f} events/s; {1e6 / rep:.2f} us per event, of which "
+          f"{in_close / n * 1e6:.2f} us closing {windows} windows ({in_close / windows * 1e3:.1f} ms each, "
+          f"{n / windows / args.segments:.1f} events per series and window)", flush=True)
+    riv = river_rate(sample, len(sample))
     print(f"river ADWIN x {1 + len(FEATURES)} columns per event: {riv:,.0f} events/s")
     print(f"per-event cost: driftline replay {1e6 / rep:.1f} us, river ADWIN {1e6 / riv:.1f} us "
           f"(ratio {riv / rep:.2f}: below 1 means driftline is cheaper)")

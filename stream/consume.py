@@ -15,6 +15,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from .config import KafkaConfig
 from .decode import Record
 
+_new_record = tuple.__new__  # Record's generated constructor is Python code: this is its C core, once per message
+
 log = logging.getLogger("driftline.consume")
 
 
@@ -88,7 +90,7 @@ class BatchConsumer:
                 # retried by librdkafka itself; the loop keeps polling so the group can recover.
                 log.warning("consumer error (retried by the client): %s", err.str())
                 continue
-            out.append(Record(msg.value(), msg.key(), msg.topic(), msg.partition() or 0, msg.offset() or 0))
+            out.append(_new_record(Record, (msg.value(), msg.key(), msg.topic(), msg.partition() or 0, msg.offset() or 0)))
         return out
 
     def caught_up(self) -> list[int]:

@@ -17,7 +17,9 @@ before partitions are revoked, and at shutdown.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import signal
 import threading
 import time
@@ -39,6 +41,7 @@ from .state import StateError, from_chunks, from_records, records, to_chunks
 from .topics import read_topic
 
 log = logging.getLogger("driftline.service")
+_PARTITION = operator.itemgetter(3)  # Record.partition
 
 
 @dataclass
@@ -165,8 +168,8 @@ class Service:
 
     def _process(self, records: list[Record], caught_up: list[int]) -> None:
         by_partition: dict[int, list[Record]] = {}
-        for r in records:
-            by_partition.setdefault(r.partition, []).append(r)
+        for p, run in itertools.groupby(records, key=_PARTITION):  # a batch comes in runs per partition
+            by_partition.setdefault(p, []).extend(run)
         for p in caught_up:
             part = self.partitions.get(p)
             if part is not None:

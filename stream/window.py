@@ -126,8 +126,11 @@ class WindowSums:
         flat = (inv[:, None] * k + np.arange(k)) * fb + fbins
         c = np.bincount(flat.ravel(), minlength=u * k * fb).reshape(u, k, fb)
         if k == self.feat.shape[1] and (cols == np.arange(k)).all():
-            self.feat[urows] += c
-            self.fseen[urows] = True
+            at: slice | npt.NDArray[np.int64] = urows
+            if urows[-1] - urows[0] == u - 1:  # distinct and sorted: a run of rows, a view not a gather
+                at = slice(int(urows[0]), int(urows[0]) + u)
+            self.feat[at] += c
+            self.fseen[at] = True
         else:
             self.feat[urows[:, None], cols[None, :]] += c
             self.fseen[urows[:, None], cols[None, :]] = True
