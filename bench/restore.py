@@ -7,7 +7,7 @@ weeks (real window records, real sketches), and its series are then replicated u
 names up to ``--series`` series (each series is serialised in full, so the snapshot has the size a
 real partition of that many series would have). The snapshot is written to a state topic on the
 broker, and a Service restores the partition exactly as on assignment: it reads the state topic,
-decompresses, parses and rebuilds the engine. Reported per depth: snapshot size (raw and zlib),
+decompresses, parses and rebuilds the engine. Reported per depth: snapshot size (raw and zstd),
 bytes per series, time to snapshot, time to restore, the restored engine's memory (RSS growth),
 and the series store's array bytes per series (all slots, prediction and volume signals).
 """
@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-import zlib
 from pathlib import Path
 
 import orjson
@@ -35,7 +34,7 @@ from stream.engine import Engine, segment_key  # noqa: E402
 from stream.publish import Publisher, ensure_topics  # noqa: E402
 from stream.service import Service  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
-from stream.state import records  # noqa: E402
+from stream.state import compress, records  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -75,7 +74,7 @@ def main() -> int:
     ap.add_argument("--weeks", type=int, nargs="+", default=[1, 4, 12])
     args = ap.parse_args()
     print(f"# restore of one partition holding {args.series} series (python {sys.version.split()[0]})")
-    print("| weeks of history | raw MB | zlib MB | zlib KB/series | snapshot s | restore s | restored RSS MB | store KB/series |")
+    print("| weeks of history | raw MB | zstd MB | zstd KB/series | snapshot s | restore s | restored RSS MB | store KB/series |")
     print("|---|---|---|---|---|---|---|---|")
     for weeks in args.weeks:
         name = f"restore-{uuid.uuid4().hex[:8]}"
@@ -87,9 +86,9 @@ def main() -> int:
         store_kb = engine.models["fraud"].store.nbytes() / args.series / 1024
         t0 = time.perf_counter()
         recs = records(engine, changed_only=False)  # the full state, as a first snapshot writes it
-        packed = {n: zlib.compress(r, 1) for n, r in recs.items()}
+        packed = {n: compress(r) for n, r in recs.items()}
         snap_s = time.perf_counter() - t0
-        raw_mb, zlib_mb = sum(map(len, recs.values())) / 2**20, sum(map(len, packed.values())) / 2**20
+        raw_mb, packed_mb = sum(map(len, recs.values())) / 2**20, sum(map(len, packed.values())) / 2**20
         del recs
         del engine
         gc.collect()
@@ -107,7 +106,7 @@ def main() -> int:
             restore_s = time.perf_counter() - t0
             grown = rss_mb() - before
             assert len(service.partitions[0].engine.series_model) == args.series
-        print(f"| {weeks} | {raw_mb:.0f} | {zlib_mb:.0f} | {zlib_mb * 1024 / args.series:.1f} "
+        print(f"| {weeks} | {raw_mb:.0f} | {packed_mb:.0f} | {packed_mb * 1024 / args.series:.1f} "
               f"| {snap_s:.1f} | {restore_s:.1f} | {grown:.0f} | {store_kb:.1f} |", flush=True)
         del service
         gc.collect()

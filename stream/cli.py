@@ -114,7 +114,7 @@ def _bootstrap_or_local(args: argparse.Namespace) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain_text, find_alert, write_page
+    from .explain import explain_text, find_alert, render_png, write_page
 
     if args.alerts:
         lines: list[bytes] = Path(args.alerts).read_bytes().splitlines()
@@ -127,8 +127,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"alert {args.alert_id} not found", file=sys.stderr)
         return 1
     print(explain_text(alert))
-    if args.out:
-        print(f"page written to {write_page(alert, Path(args.out))}")
+    page = Path(args.out) if args.out else None
+    if args.png and page is None:
+        page = Path(args.png).with_suffix(".html")
+    if page is not None:
+        print(f"page written to {write_page(alert, page)}")
+    if args.png:
+        try:
+            print(f"picture written to {render_png(page, Path(args.png))}")  # type: ignore[arg-type]
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -231,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--topic", default="drift.alerts")
     e.add_argument("--timeout", type=float, default=10.0)
     e.add_argument("--out", help="write a self-contained HTML page")
+    e.add_argument("--png", help="also write the page as a PNG picture (needs Chromium)")
     e.set_defaults(func=cmd_explain)
 
     d = sub.add_parser("demo", help="the whole loop on the local broker")

@@ -173,6 +173,22 @@ class MetricsConfig(_Strict):
     port: int = Field(default=9464, ge=0, le=65535)
 
 
+class AlertmanagerConfig(_Strict):
+    """An optional sink: alert transitions also go to Alertmanager's API v2 (empty ``url``: off)."""
+
+    url: str = ""  # e.g. "http://alertmanager:9093"
+    resend_interval: Duration = 60_000  # firing alerts are re-sent this often (Alertmanager expires silent ones)
+    labels: dict[str, str] = Field(default_factory=dict)  # added to every alert, e.g. team = "ml"
+    page_url: str = ""  # public base of this service's /alerts pages, for each alert's link
+
+    @field_validator("url", "page_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v.rstrip("/")
+
+
 class Config(BaseSettings):
     """The whole service configuration."""
 
@@ -183,6 +199,7 @@ class Config(BaseSettings):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,9 @@ against its threshold.
 from __future__ import annotations
 
 import html
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -57,13 +60,14 @@ def explain_text(a: Alert) -> str:
     return "\n".join(lines)
 
 
-def _bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], colors: dict[str, str]) -> str:
+def _bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], colors: dict[str, str],
+          chart_id: str) -> str:
     w, h, pad = 640, 220, 30
     n = max(len(labels), 1)
     top = max((max(v) if len(v) else 0.0) for v in series.values()) or 1.0
     group = (w - 2 * pad) / n
     bar = group / (len(series) + 1)
-    parts = [f'<svg class="chart" role="img" aria-label="{html.escape(title)}" width="{w}" height="{h}">',
+    parts = [f'<svg id="{chart_id}" class="chart" role="img" aria-label="{html.escape(title)}" width="{w}" height="{h}">',
              f'<text x="{pad}" y="16" class="title">{html.escape(title)}</text>']
     for j, (name, values) in enumerate(series.items()):
         for i, v in enumerate(values):
@@ -79,13 +83,14 @@ def _bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]],
     return "".join(parts)
 
 
-def _scores(title: str, points: Sequence[ScorePoint]) -> str:
+def _scores(title: str, points: Sequence[ScorePoint], chart_id: str) -> str:
     labels = [ms_to_rfc3339(p.window_start)[5:16].replace("T", " ") for p in points]
     return _bars(
         title,
         labels,
         {"score": [p.score or 0.0 for p in points], "threshold": [p.threshold or 0.0 for p in points]},
         {"score": "#d9480f", "threshold": "#868e96"},
+        chart_id,
     )
 
 
@@ -101,6 +106,7 @@ def _hist_labels(hist: Histogram) -> list[str]:
 
 
 def explain_html(a: Alert) -> str:
+    """The alert as a self-contained page: why it fired in one table, then the three pictures."""
     charts = []
     cur, base = a.current.histogram, a.baseline.histogram
     if cur is not None and base is not None:
@@ -108,23 +114,78 @@ def explain_html(a: Alert) -> str:
         charts.append(_bars(
             "Current window vs same-slot baseline (share of events)", _hist_labels(cur),
             {"current": [c / ct for c in cur.counts], "baseline": [c / bt for c in base.counts]},
-            {"current": "#d9480f", "baseline": "#1c7ed6"},
+            {"current": "#d9480f", "baseline": "#1c7ed6"}, "distribution",
         ))
-    charts.append(_scores("Last 24 hours: score against threshold", a.history.recent))
-    charts.append(_scores(f"Same slot in past weeks ({a.baseline_info.slot})", a.history.same_slot))
+    charts.append(_scores("Last 24 hours: score against threshold", a.history.recent, "recent"))
+    charts.append(_scores(f"Same slot in past weeks ({a.baseline_info.slot})", a.history.same_slot, "same-slot"))
     title = f"driftline alert {a.alert_id}: {a.model} {a.signal} {a.status}"
+    ratio = a.score / a.threshold if a.threshold else 0.0
+    segment = ", ".join(f"{k}={v}" for k, v in sorted(a.segment.items())) or "(all segments)"
+    facts = [
+        ("Why", f"{a.test} score {a.score:.4f} is {ratio:.1f}x its threshold {a.threshold:.4f}"),
+        ("Compared with", f"{a.baseline_info.windows} past windows of {a.baseline_info.slot} "
+                          f"({a.baseline_info.kind}, confidence {a.baseline_info.confidence})"),
+        ("Window", f"{ms_to_rfc3339(a.window_start)} .. {ms_to_rfc3339(a.window_end)} ({a.context})"),
+        ("Segment", segment),
+        ("Severity", f"{a.severity} ({a.notify_reason})"),
+        ("Events", f"{a.current.count:.0f} now, {a.baseline.count:.0f} per baseline window"),
+    ]
+    if a.features:
+        facts.append(("Features drifting with it", ", ".join(a.features)))
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:24px;max-width:720px}} .title{{font-weight:bold;font-size:13px}}
-.tick,.legend{{font-size:10px}} pre{{background:#f1f3f5;padding:8px;overflow:auto}}</style></head>
-<body><h1>{html.escape(title)}</h1>
+.tick,.legend{{font-size:10px}} pre{{background:#f1f3f5;padding:8px;overflow:auto;font-size:11px}}
+table.why{{border-collapse:collapse;margin:12px 0}} .why th{{text-align:left;padding:2px 12px 2px 0;color:#495057}}
+.status-firing{{color:#c92a2a}} .status-resolved{{color:#2b8a3e}}</style></head>
+<body><h1 class="status-{html.escape(a.status)}">{html.escape(title)}</h1>
 <p class="summary">{html.escape(a.summary)}</p>
-<pre>{html.escape(explain_text(a))}</pre>
+<table class="why">{rows}</table>
 {''.join(charts)}
+<details><summary>All numbers</summary><pre>{html.escape(explain_text(a))}</pre></details>
 </body></html>
+"""
+
+
+def index_html(alerts: Sequence[Alert]) -> str:
+    """A list of alerts, newest first, each linking to its page."""
+    items = "".join(
+        f'<tr><td><a href="/alerts/{html.escape(a.alert_id)}">{html.escape(a.alert_id)}</a></td>'
+        f"<td>{html.escape(a.status)}</td><td>{html.escape(a.severity)}</td><td>{html.escape(a.model)}</td>"
+        f"<td>{html.escape(a.signal)}</td><td>{html.escape(ms_to_rfc3339(a.window_start))}</td>"
+        f"<td>{html.escape(a.summary)}</td></tr>"
+        for a in reversed(alerts))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>driftline alerts</title>
+<style>body{{font-family:sans-serif;margin:24px}} td,th{{padding:2px 8px;text-align:left;font-size:13px}}</style></head>
+<body><h1>driftline alerts</h1><table><tr><th>alert</th><th>status</th><th>severity</th><th>model</th>
+<th>signal</th><th>window</th><th>summary</th></tr>{items}</table></body></html>
 """
 
 
 def write_page(a: Alert, out: Path) -> Path:
     out.write_text(explain_html(a))
     return out
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    return None
+
+
+def render_png(page: Path, png: Path, width: int = 780, height: int = 1250, chromium: str | None = None) -> Path:
+    """A screenshot of an HTML page by headless Chromium (Debian: ``apt-get install chromium``)."""
+    browser = chromium or find_chromium()
+    if browser is None:
+        raise RuntimeError("a PNG needs Chromium: install it (Debian: apt-get install chromium) or use the HTML page")
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={profile}",
+               f"--window-size={width},{height}", f"--screenshot={png.resolve()}", page.resolve().as_uri()]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0 or not png.exists():
+        raise RuntimeError(f"chromium could not render {page}: {done.stderr.strip()[-500:]}")
+    return png

@@ -1,4 +1,5 @@
-"""The service's small HTTP endpoint: /metrics for Prometheus, /healthz and /readyz for a process manager.
+"""The service's small HTTP endpoint: /metrics for Prometheus, /healthz and /readyz for a process manager,
+and /alerts (recent alerts, each with its explain page at /alerts/ALERT_ID) for people.
 
 /healthz answers 200 while the consume loop keeps turning (503 once it has been stuck longer than
 ``stall_after`` seconds); /readyz answers 200 once the service has partitions assigned and is not
@@ -22,6 +23,7 @@ class StatusServer:
         ready: Callable[[], tuple[bool, str]],
         host: str = "127.0.0.1",
         port: int = 0,
+        pages: Callable[[str], tuple[int, str] | None] | None = None,
     ):
         outer = self
 
@@ -33,8 +35,10 @@ class StatusServer:
                 elif path in ("/healthz", "/readyz"):
                     ok, why = (outer.healthy if path == "/healthz" else outer.ready)()
                     self._send(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
+                elif outer.pages is not None and (page := outer.pages(path)) is not None:
+                    self._send(page[0], page[1].encode(), "text/html; charset=utf-8")
                 else:
-                    self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain; charset=utf-8")
+                    self._send(404, b"not found: try /metrics, /healthz, /readyz or /alerts\n", "text/plain; charset=utf-8")
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:
                 self.send_response(code)
@@ -47,6 +51,7 @@ class StatusServer:
                 return
 
         self.registry = registry
+        self.pages = pages
         self.healthy = healthy
         self.ready = ready
         self.server = ThreadingHTTPServer((host, port), Handler)

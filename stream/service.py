@@ -17,6 +17,7 @@ before partitions are revoked, and at shutdown.
 
 from __future__ import annotations
 
+import html
 import itertools
 import logging
 import operator
@@ -24,7 +25,7 @@ import signal
 import threading
 import time
 import uuid
-import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,16 +33,18 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from .config import Config
 from .consume import BatchConsumer
+from .contract import Alert
 from .decode import Record
 from .engine import Engine, Output
 from .http import StatusServer
 from .metrics import Metrics
 from .publish import ProducerStuck, Publisher, ensure_topics
-from .state import StateError, from_chunks, from_records, records, to_chunks
+from .state import StateError, compress, decompress, from_chunks, from_records, records, to_chunks
 from .topics import read_topic
 
 log = logging.getLogger("driftline.service")
 _PARTITION = operator.itemgetter(3)  # Record.partition
+RECENT_ALERTS = 500  # alerts kept for the /alerts pages
 
 
 @dataclass
@@ -82,6 +85,8 @@ class Service:
         self.stopping = threading.Event()
         self.alerts = 0
         self.commands = 0
+        self.recent_alerts: OrderedDict[str, Alert] = OrderedDict()  # last published, for /alerts
+        self._pages_lock = threading.Lock()  # the HTTP thread reads what the loop writes
         # Counts (consumed, processed, dead-lettered, windows closed) of partitions that left this
         # process. A partition that comes back restores its counts with its state, so its entry goes.
         self.gone: dict[int, list[int]] = {}
@@ -111,8 +116,24 @@ class Service:
     def serve_metrics(self) -> int:
         """Start /metrics, /healthz and /readyz where the config says; return the bound port."""
         m = self.config.metrics
-        self.http = StatusServer(self.metrics.registry, self.healthy, self.ready, m.host, m.port)
+        self.http = StatusServer(self.metrics.registry, self.healthy, self.ready, m.host, m.port, self.page)
         return self.http.port
+
+    def page(self, path: str) -> tuple[int, str] | None:
+        """/alerts and /alerts/ALERT_ID: the recent published alerts, and each one's explain page."""
+        from .explain import explain_html, index_html
+
+        if path in ("/alerts", "/alerts/"):
+            with self._pages_lock:
+                return 200, index_html(list(self.recent_alerts.values()))
+        if path.startswith("/alerts/"):
+            alert_id = path.removeprefix("/alerts/").removesuffix(".html")
+            with self._pages_lock:
+                alert = self.recent_alerts.get(alert_id)
+            if alert is None:
+                return 404, f"<p>alert {html.escape(alert_id)} is not among the last {RECENT_ALERTS} alerts</p>"
+            return 200, explain_html(alert)
+        return None
 
     def healthy(self) -> tuple[bool, str]:
         stuck = time.monotonic() - self.last_turn
@@ -197,7 +218,7 @@ class Service:
         t0 = time.perf_counter()
         # Only the records that changed: a transaction in live traffic touches one or two calendar
         # slots, so it writes those columns and the meta, not the whole state.
-        snapshots = {p: {name: zlib.compress(rec, 1) for name, rec in records(part.engine).items()}
+        snapshots = {p: {name: compress(rec) for name, rec in records(part.engine).items()}
                      for p, part in dirty.items()}
         self.snapshot_seconds = time.perf_counter() - t0
         try:
@@ -214,6 +235,12 @@ class Service:
             return
         self.failed_transactions = 0
         self.alerts += len(self.buffer.alerts)
+        with self._pages_lock:
+            for a in self.buffer.alerts:  # published now: worth a page
+                self.recent_alerts.pop(a.alert_id, None)
+                self.recent_alerts[a.alert_id] = a
+            while len(self.recent_alerts) > RECENT_ALERTS:
+                self.recent_alerts.popitem(last=False)
         self.commands += len(self.buffer.commands)
         self.buffer = Output()
         for p, part in dirty.items():
@@ -330,9 +357,9 @@ class Service:
         share = 1.0 / max(self.input_partitions, 1)
         if recs:
             try:
-                return from_records(self.config, {n: zlib.decompress(v) for n, v in recs.items()}, self.metrics,
+                return from_records(self.config, {n: decompress(v) for n, v in recs.items()}, self.metrics,
                                     self.clock, share)
-            except (StateError, zlib.error) as exc:
+            except StateError as exc:
                 log.error("state snapshot unusable (%s): starting this partition from scratch", exc)
         return Engine(self.config, self.metrics, clock=self.clock, budget_share=share)
 

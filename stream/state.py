@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import zstandard
 
 from .baseline import SeriesStore, array_in, array_out
 from .config import Config
@@ -298,6 +299,28 @@ def loads(
 # ----------------------------------------------------------------- state topic records
 CHUNK_MAGIC = b"DLC\x01"
 CHUNK_BYTES = 16 * 1024 * 1024  # well under the state topic's message limit
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_zstd = zstandard.ZstdCompressor(level=1)
+
+
+def compress(record: bytes) -> bytes:
+    """A state record as written to the state topic: zstd level 1.
+
+    Six times faster than zlib level 1 on these records and a third of the size (mostly zeros:
+    slots a series has not reached yet); state written every transaction made zlib a fifth of the
+    service's time in the performance benchmark.
+    """
+    return _zstd.compress(record)
+
+
+def decompress(blob: bytes) -> bytes:
+    """A state-topic record back (zstd, or zlib as written before zstd): ``StateError`` if neither."""
+    try:
+        if blob[:4] == _ZSTD_MAGIC:
+            return zstandard.ZstdDecompressor().decompress(blob)
+        return zlib.decompress(blob)
+    except (zstandard.ZstdError, zlib.error) as exc:
+        raise StateError(f"a state record does not decompress: {exc}") from exc
 
 
 def to_chunks(blob: bytes, size: int = CHUNK_BYTES) -> list[bytes]:

@@ -144,3 +144,19 @@ def test_a_model_removed_and_added_back_does_not_spoil_the_partition_state() -> 
     assert e3.models["a"].store.keys == e2.models["a"].store.keys
     assert len(e3.models["b"].store.keys) == 0  # a new store: b's old columns are not its own
     e3.process(ev("b", END + 8 * HOUR_MS) + ev("a", END + 9 * HOUR_MS))
+
+
+def test_state_records_are_zstd_and_records_written_with_zlib_still_read() -> None:
+    import zlib
+
+    from stream.state import compress, decompress
+
+    record = b"DLS" + bytes(5000) + b"tail"
+    packed = compress(record)
+    assert packed[:4] == b"\x28\xb5\x2f\xfd" and len(packed) < 200
+    assert decompress(packed) == record
+    assert decompress(zlib.compress(record, 1)) == record  # state written by an earlier version
+    with pytest.raises(StateError, match="does not decompress"):
+        decompress(b"\x28\xb5\x2f\xfd garbage")
+    with pytest.raises(StateError):
+        decompress(b"not compressed at all")
