@@ -191,12 +191,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sc0 = Scenario(model=args.model, weeks=args.weeks, rate=args.rate, end_ms=end,
                        drift_segment=args.drift_segment, drift_start_ms=end - args.drift_hours * HOUR_MS,
                        drift_shift=args.drift_shift)
-    n = 0
-    with open(args.out, "wb") as fh:
-        for event in simulate(sc0, seed=args.seed):
-            fh.write(encode(event) + b"\n")
-            n += 1
-    print(f"wrote {n} events to {args.out}")
+    if not args.out and not args.topic:
+        raise SystemExit("simulate: give --out FILE, --topic TOPIC (with --bootstrap), or both")
+    from .engine import segment_key
+
+    raw = list(simulate(sc0, seed=args.seed))
+    events = [encode(event) for event in raw]
+    if args.out:
+        with open(args.out, "wb") as fh:
+            fh.writelines(e + b"\n" for e in events)
+        print(f"wrote {len(events)} events to {args.out}")
+    if args.topic:
+        from .topics import create_topic, produce
+
+        bootstrap = _bootstrap_or_local(args)
+        create_topic(bootstrap, args.topic, partitions=args.partitions)
+        # Keyed by model and segment: a segment's events stay in order on one partition.
+        keyed = [(f"{ev['model']}|{segment_key(ev['segment'])}".encode(), e)  # type: ignore[arg-type]
+                 for ev, e in zip(raw, events, strict=True)]
+        print(f"produced {produce(bootstrap, args.topic, keyed)} events to {args.topic} at {bootstrap}")
     return 0
 
 
@@ -262,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_schema)
 
     sm = sub.add_parser("simulate", help="write synthetic seasonal prediction events (JSONL)")
-    sm.add_argument("--out", required=True)
+    sm.add_argument("--out", help="write the events to this JSONL file")
+    sm.add_argument("--topic", help="produce the events to this Kafka topic (created if missing)")
+    sm.add_argument("--bootstrap", help="with --topic: this broker instead of the local one")
+    sm.add_argument("--partitions", type=int, default=3, help="with --topic: partitions of a new topic")
     sm.add_argument("--model", default="fraud")
     sm.add_argument("--weeks", type=int, default=8)
     sm.add_argument("--rate", type=float, default=60.0)

@@ -39,6 +39,7 @@ class BatchConsumer:
         self._on_revoke = on_revoke
         self._on_assign = on_assign
         self._on_lost = on_lost
+        self.lag: dict[int, int] = {}
         self.consumer = Consumer(
             {
                 **client_settings(cfg),
@@ -94,17 +95,21 @@ class BatchConsumer:
         return out
 
     def caught_up(self) -> list[int]:
-        """Assigned partitions whose position has reached the (cached) high watermark."""
+        """Assigned partitions whose position has reached the (cached) high watermark; ``lag`` is
+        updated on the way (records behind the high watermark, per partition with a position)."""
         out: list[int] = []
         try:
             assigned = self.consumer.assignment()
             positions = self.consumer.position(assigned) if assigned else []
         except KafkaException:
             return out
+        self.lag = {}
         for tp in positions:
             _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high >= 0 and (tp.offset >= high or (tp.offset < 0 and high == 0)):
                 out.append(tp.partition)
+            if high >= 0 and tp.offset >= 0:
+                self.lag[tp.partition] = max(high - tp.offset, 0)
         return out
 
     def close(self) -> None:

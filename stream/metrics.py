@@ -48,6 +48,13 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "driftline_consumer_lag", "Records of the input topic not consumed yet, by partition", ["partition"],
+            registry=r,
+        )
+        self.alertmanager_posts = Counter(
+            "driftline_alertmanager_posts", "Posts of alerts to Alertmanager, by result", ["result"], registry=r
+        )
         self.batch_events = Histogram(
             "driftline_batch_events", "Records per consumed batch",
             buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000), registry=r,

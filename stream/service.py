@@ -17,6 +17,7 @@ before partitions are revoked, and at shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import itertools
 import logging
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
+from .alertmanager import AlertmanagerSink
 from .config import Config
 from .consume import BatchConsumer
 from .contract import Alert
@@ -87,6 +89,7 @@ class Service:
         self.commands = 0
         self.recent_alerts: OrderedDict[str, Alert] = OrderedDict()  # last published, for /alerts
         self._pages_lock = threading.Lock()  # the HTTP thread reads what the loop writes
+        self.alertmanager: AlertmanagerSink | None = None
         # Counts (consumed, processed, dead-lettered, windows closed) of partitions that left this
         # process. A partition that comes back restores its counts with its state, so its entry goes.
         self.gone: dict[int, list[int]] = {}
@@ -160,6 +163,10 @@ class Service:
             log.info("created topics %s", created)
         self._new_publisher()
         consumer = self._consumer = self._make_consumer()
+        if self.config.alertmanager.url:
+            posted = self.metrics.alertmanager_posts
+            self.alertmanager = AlertmanagerSink(
+                self.config.alertmanager, on_result=lambda ok: posted.labels("ok" if ok else "failed").inc())
         started = last_commit = time.monotonic()
         idle = 0.0  # seconds spent polling our partitions without a record (not blocked elsewhere)
         self.running = True
@@ -170,6 +177,8 @@ class Service:
                 idle = 0.0 if records or not self.partitions else idle + time.monotonic() - polled
                 t0 = time.perf_counter()
                 self._process(records, consumer.caught_up())
+                for p, lag in consumer.lag.items():
+                    self.metrics.consumer_lag.labels(str(p)).set(lag)
                 if records:
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
                 if time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000:
@@ -185,6 +194,8 @@ class Service:
         finally:
             self.running = False
             consumer.close()
+            if self.alertmanager is not None:
+                self.alertmanager.close()
         return self.summary(started)
 
     def _process(self, records: list[Record], caught_up: list[int]) -> None:
@@ -235,6 +246,8 @@ class Service:
             return
         self.failed_transactions = 0
         self.alerts += len(self.buffer.alerts)
+        if self.alertmanager is not None:
+            self.alertmanager.submit(self.buffer.alerts)  # published: now route them to people too
         with self._pages_lock:
             for a in self.buffer.alerts:  # published now: worth a page
                 self.recent_alerts.pop(a.alert_id, None)
@@ -413,6 +426,8 @@ class Service:
             part = self.partitions.pop(p, None)
             if part is not None:
                 self.gone[p] = _counts(part.engine)
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(str(p))
 
     def _lost(self, partitions: list[int]) -> None:
         """Partitions taken away without a clean hand-over: abandon what was not committed.
