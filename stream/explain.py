@@ -66,12 +66,12 @@ def _bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]],
     n = max(len(labels), 1)
     top = max((max(v) if len(v) else 0.0) for v in series.values()) or 1.0
     group = (w - 2 * pad) / n
-    bar = group / (len(series) + 1)
+    bar = min(group / (len(series) + 1), 28.0)  # a lone point is a bar, not a wall
     parts = [f'<svg id="{chart_id}" class="chart" role="img" aria-label="{html.escape(title)}" width="{w}" height="{h}">',
              f'<text x="{pad}" y="16" class="title">{html.escape(title)}</text>']
     for j, (name, values) in enumerate(series.items()):
         for i, v in enumerate(values):
-            bh = (h - 2 * pad - 10) * v / top
+            bh = (h - 2 * pad - 14) * v / top
             x = pad + i * group + j * bar
             parts.append(f'<rect class="bar {name}" x="{x:.1f}" y="{h - pad - bh:.1f}" width="{bar:.1f}" '
                          f'height="{bh:.1f}" fill="{colors[name]}"><title>{html.escape(labels[i])}: {v:.3f}</title></rect>')
@@ -79,7 +79,7 @@ def _bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]],
         if n <= 12 or i % max(n // 8, 1) == 0:
             parts.append(f'<text x="{pad + i * group:.1f}" y="{h - 8}" class="tick">{html.escape(label)}</text>')
     legend = " ".join(f'<tspan fill="{colors[k]}">&#9632; {k}</tspan>' for k in series)
-    parts.append(f'<text x="{w - 220}" y="16" class="legend">{legend}</text></svg>')
+    parts.append(f'<text x="{pad}" y="30" class="legend">{legend}</text></svg>')
     return "".join(parts)
 
 
