@@ -33,7 +33,8 @@ def command_id(model: str, action: str, alert_id: str, nonce: int | str = "") ->
 
 def canonical(command: Command) -> bytes:
     """The bytes a signature covers: the command without its signature, keys sorted."""
-    body = command.model_dump(mode="json", exclude={"signature"})
+    # model_version came later: left out when empty, so signatures of breaker commands are unchanged.
+    body = command.model_dump(mode="json", exclude={"signature"} | ({"model_version"} if command.model_version is None else set()))
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
@@ -92,6 +93,25 @@ class BreakerPolicy:
         """Forget breakers whose commands have expired without renewal."""
         for model in [m for m, b in self.open.items() if b.expires_at <= now]:
             del self.open[model]
+
+    def verdict(self, model: str, version: str, action: str, now: int, compared: int, breached: int) -> Command:
+        """A shadow verdict on a challenger version (promote or reject), signed like any command."""
+        what = "agreed with the champion in every one of" if action == "promote" else "still differs after"
+        reason_id = f"shadow-{model}-{version}"
+        cmd = Command(
+            command_id=command_id(model, action, reason_id, now),
+            model=model,
+            model_version=version,
+            action=action,  # type: ignore[arg-type]
+            reason=CommandReason(
+                alert_id=reason_id, fingerprint=reason_id, signal="shadow",
+                summary=f"challenger {version} of {model} {what} {compared} compared windows "
+                        f"({breached} with a difference somewhere)",
+            ),
+            issued_at=now,
+            expires_at=None,
+        )
+        return sign(cmd, self.signing_key) if self.signing_key else cmd
 
     def _command(self, model: str, action: str, alert: Alert, now: int) -> Command:
         # The window end is part of the id: a renewal is a new command, a replay is the same one.

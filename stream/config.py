@@ -113,6 +113,7 @@ class Defaults(_Strict):
     # ``baseline_windows`` windows whatever their time (what calendar-blind tools do; for comparison).
     calendar: Literal["weekly", "none"] = "weekly"
     holiday_dates: dict[str, str] = Field(default_factory=dict)
+    shadow: ShadowConfig | None = None
     min_holiday_windows: int = Field(default=2, ge=1)
     action: Literal["alert", "circuit_break"] = "alert"
     baseline_windows: int = Field(default=8, ge=2, le=2000)
@@ -145,6 +146,17 @@ class Defaults(_Strict):
         return v
 
 
+class ShadowConfig(_Strict):
+    """Shadow mode for one model: events whose ``model_version`` is not ``champion`` are a challenger's
+    predictions, compared with the champion's per segment and window (stream.shadow)."""
+
+    champion: str  # the version in service; events without a model_version count as it
+    min_events: int = Field(default=100, ge=10)  # per version, segment and window, to compare at all
+    min_divergence: float = Field(default=0.02, ge=0.0)  # JS divergence (bits) that matters at any volume
+    verdict_after: int = Field(default=24, ge=1)  # windows compared before a verdict
+    publish_verdict: bool = False  # publish "promote" / "reject" on the control topic
+
+
 class ModelConfig(_Strict):
     timezone: str | None = None
     holidays: str | None = None
@@ -152,6 +164,7 @@ class ModelConfig(_Strict):
     features: list[str] = Field(default_factory=list)
     action: Literal["alert", "circuit_break"] | None = None
     holiday_dates: dict[str, str] = Field(default_factory=dict)
+    shadow: ShadowConfig | None = None
 
     _tz = field_validator("timezone")(_check_timezone)
     _country = field_validator("holidays")(_check_country)
@@ -226,6 +239,7 @@ class Config(BaseSettings):
             window=d.window,
             calendar=d.calendar,
             holiday_dates={**d.holiday_dates, **m.holiday_dates},
+            shadow=m.shadow,
         )
 
 
@@ -243,6 +257,7 @@ class ResolvedModel(BaseModel):
     window: int
     calendar: Literal["weekly", "none"] = "weekly"
     holiday_dates: dict[str, str] = Field(default_factory=dict)
+    shadow: ShadowConfig | None = None
 
 
 def _describe(err: ValidationError) -> str:

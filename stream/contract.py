@@ -119,7 +119,9 @@ class PredictionEvent(BaseModel):
 Status = Literal["firing", "resolved"]
 Severity = Literal["info", "warning", "critical"]
 Signal = Literal["prediction", "feature", "volume", "shadow"]
-Action = Literal["circuit_break", "restore", "rollback", "retrain"]
+Action = Literal["circuit_break", "restore", "rollback", "retrain", "promote", "reject"]
+#: Actions that are a shadow verdict on a challenger version, not a breaker command.
+VERDICTS = ("promote", "reject")
 
 
 class Histogram(BaseModel):
@@ -210,6 +212,12 @@ class Command(BaseModel):
     issued_at: Timestamp
     expires_at: Timestamp | None
     signature: str | None = None
+    model_version: str | None = None  # the challenger a verdict is about (promote / reject)
+
+    def record_key(self) -> str:
+        """Its key on the compacted control topic: the model for breaker commands, ``model@version``
+        for verdicts, so that a verdict never compacts a breaker command away."""
+        return f"{self.model}@{self.model_version}" if self.action in VERDICTS else self.model
 
 
 class DeadLetter(BaseModel):

@@ -9,6 +9,7 @@ baseline -> detect -> decide -> dedupe -> act.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,9 +41,11 @@ from .evaluate import TESTS, Found, either_day, evaluate
 from .features import FeatureSketch, correlated_groups
 from .group import Emission, Note, SegmentGrouper
 from .metrics import Metrics
+from .shadow import Comparison, ShadowTracker
 from .sketch import CategoricalSpec, NumericSpec, Spec, histogram_summary
 from .window import OpenWindows, Watermark, WindowSums
 
+log = logging.getLogger("driftline.engine")
 FOUR_WEEKS_MS = 28 * 86_400_000
 _PARTITION = itemgetter(3)  # Record.partition
 SIGNALS = ("prediction", "volume")
@@ -101,6 +104,8 @@ class ModelState:
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
         self.by_values: dict[Any, int] = {}  # segment key as decoded -> series id (a cache)
         self.schema_kinds: list[str | None] = []  # the feature kinds its decoder schema was built with
+        sc = cfg.shadow
+        self.shadow = ShadowTracker(sc.champion, sc.min_events, sc.min_divergence) if sc is not None else None
 
 
 @dataclass(slots=True)
@@ -112,6 +117,7 @@ class _Routed:
     values: npt.NDArray[np.float64] | list[Any]
     records: list[Record]
     features: list[Any]  # the events' feature structs (or dicts, for a model without features)
+    versions: list[str | None] | None = None  # model_version of each event, for a model in shadow mode
 
 
 class Engine:
@@ -279,7 +285,8 @@ class Engine:
             else:
                 seen.update(part)
         values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
-        return _Routed(np.array(sids, dtype=np.int64), ts, values, recs, [e.features for e in evs])
+        versions = [e.model_version for e in evs] if m.shadow is not None else None
+        return _Routed(np.array(sids, dtype=np.int64), ts, values, recs, [e.features for e in evs], versions)
 
     def _keys(self, m: ModelState, evs: list[Any]) -> list[Any]:
         """Each event's segment as a hashable key: the typed segment struct, or the sorted pairs."""
@@ -330,7 +337,8 @@ class Engine:
             np.array(values, dtype=np.float64) if m.spec is not None and m.spec.kind == "numeric" else values)
         ts = np.array([evs[i].ts for i in kept], dtype=np.int64)
         return _Routed(np.array(sids, dtype=np.int64), ts, vals, [recs[i] for i in idx],
-                       [evs[i].features for i in idx])
+                       [evs[i].features for i in idx],
+                       [evs[i].model_version for i in idx] if m.shadow is not None else None)
 
     @staticmethod
     def _segment(m: ModelState, key: Any, segment: Any) -> dict[str, str]:
@@ -388,12 +396,30 @@ class Engine:
                 [v for v, k in zip(cols.values, keep, strict=True) if k]
             recs = [r for r, k in zip(cols.records, keep, strict=True) if k]
             feats = [f for f, k in zip(cols.features, keep, strict=True) if k]
+            versions = None if cols.versions is None else [v for v, k in zip(cols.versions, keep, strict=True) if k]
         else:
-            values, recs, feats = cols.values, cols.records, cols.features
+            values, recs, feats, versions = cols.values, cols.records, cols.features, cols.versions
         if len(ts) == 0:
             return {}
+        n = len(ts)
+        self.stats.processed += n
+        self.metrics.processed.labels(m.cfg.name).inc(n)
+        part_max = self._partition_max(recs, ts)
         spec = m.spec
         assert spec is not None
+        if m.shadow is not None and versions is not None:
+            challenger = np.fromiter(map(m.shadow.is_challenger, versions), dtype=bool, count=n)
+            if challenger.any():
+                # A challenger's predictions are not the traffic the model serves: counted for the
+                # shadow comparison only, never in the model's own series or its learned bins.
+                self._shadow_add(m, sids[challenger], ws[challenger], values, challenger,
+                                 [str(v) for v, c in zip(versions, challenger, strict=True) if c])
+                keep = ~challenger
+                sids, ts, ws = sids[keep], ts[keep], ws[keep]
+                values = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep, strict=True) if k]
+                feats = [f for f, k in zip(feats, keep, strict=True) if k]
+                if len(ts) == 0:
+                    return part_max
         fbins = m.features.bins_of(self._feature_columns(m, feats)) if m.features is not None else None
         if isinstance(spec, CategoricalSpec):
             self._accumulate(m, sids, ws, spec.codes(values), None, fbins)  # type: ignore[arg-type]
@@ -413,14 +439,30 @@ class Engine:
                     spec.learn()
                 if spec.frozen:
                     self._flush_pending(m)
-        n = len(ts)
-        self.stats.processed += n
-        self.metrics.processed.labels(m.cfg.name).inc(n)
+        return part_max
+
+    @staticmethod
+    def _partition_max(recs: list[Record], ts: npt.NDArray[np.int64]) -> dict[int, int]:
+        """The latest event time per input partition among these events (for the watermark)."""
         partitions = set(map(_PARTITION, recs))
         if len(partitions) == 1:
             return {partitions.pop(): int(ts.max())}
-        parts = np.fromiter(map(_PARTITION, recs), dtype=np.int64, count=n)
+        parts = np.fromiter(map(_PARTITION, recs), dtype=np.int64, count=len(recs))
         return {int(p): int(ts[parts == p].max()) for p in np.unique(parts)}
+
+    def _shadow_add(self, m: ModelState, sids: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
+                    values: npt.NDArray[np.float64] | list[Any], mask: npt.NDArray[np.bool_], versions: list[str]) -> None:
+        """Challenger events into the shadow histograms, on the model's bins (once they are learned)."""
+        spec, shadow = m.spec, m.shadow
+        assert spec is not None and shadow is not None
+        if isinstance(spec, NumericSpec):
+            if not spec.frozen:
+                self.metrics.shadow_skipped.labels(m.cfg.name).inc(len(sids))
+                return
+            bins = spec.bin(np.asarray(values, dtype=np.float64)[mask])
+        else:
+            bins = spec.codes([v for v, c in zip(values, mask, strict=True) if c])
+        shadow.add(ws, sids, bins, versions, spec.size)
 
     def _feature_columns(self, m: ModelState, feats: list[Any]) -> list[Any]:
         """The events' monitored features, one column each: a float array when the decoder typed every
@@ -495,6 +537,8 @@ class Engine:
         alpha = budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * n_tests)
         self.breakers.expire(end)
         notes = self._evaluate(m, sums, ws, slot, end, alpha) if m.sids else []
+        if m.shadow is not None:
+            self._shadow_close(m, ws, sums, slot, end, alpha, out)
         for emission in self.grouper.apply(m.cfg.name, notes, end):
             alert = self._alert(m, emission, end)
             out.alerts.append(alert)
@@ -528,6 +572,9 @@ class Engine:
             self.last_active[sid] = -2  # expired; a new event makes it a new series
             for signal in (*SIGNALS, "feature"):
                 self.alert_states.pop((sid, signal), None)
+        gone = set(stale)
+        for key in [k for k in self.alert_states if k[0] in gone]:  # shadow states, by version
+            del self.alert_states[key]
         self.metrics.series.labels(m.cfg.name).set(len(m.sids))
 
     def _evaluate(
@@ -628,6 +675,83 @@ class Engine:
                 note.payload["features"] = sorted(names) if signal in ("prediction", "feature") else []
                 notes.append(note)
         return notes
+
+    # ----------------------------------------------------------------- shadow mode
+    def _shadow_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int, alpha: float,
+                      out: Output) -> None:
+        """Compare each challenger with the champion in the closed window; alerts and verdicts."""
+        shadow, sc, d = m.shadow, m.cfg.shadow, self.d
+        assert shadow is not None and sc is not None
+        champion_of: dict[int, npt.NDArray[np.int64]] = {}
+        if sums is not None:
+            for sid, _version in shadow.open.get(ws, {}):
+                r = m.store.rows.get(sid)
+                if r is not None and r < len(sums.count):
+                    champion_of[sid] = sums.hist[r]
+        compared: set[str] = set()
+        for c in shadow.close(ws, champion_of, alpha):
+            if c.breach is None:
+                continue
+            compared.add(c.version)
+            key = (c.sid, f"shadow:{c.version}")
+            before = self.alert_states.get(key, AlertState())
+            after, transition = step(before, c.breach, ws, pending_windows=d.pending_windows,
+                                     resolve_windows=d.resolve_windows, strong=c.breach and c.score >= 2.0 * c.threshold)
+            if after.status == "inactive":
+                self.alert_states.pop(key, None)
+            else:
+                self.alert_states[key] = after
+            if after.status == "firing":
+                status, starts = "firing", after.starts_at
+            elif transition == "resolved":
+                status, starts = "resolved", before.starts_at
+            else:
+                continue
+            assert starts is not None
+            fp = fingerprint(m.cfg.name, self.series_key[c.sid], f"shadow:{c.version}")
+            reason = notify_reason(self.sent.get(fp), status, end, d.repeat_interval)
+            if reason is None:
+                continue
+            self.sent[fp] = Sent(status, end)  # type: ignore[arg-type]
+            alert = self._shadow_alert(m, c, status, starts, reason, fp, slot, ws, end)
+            out.alerts.append(alert)
+            self.metrics.alerts.labels(m.cfg.name, alert.severity, alert.status).inc()
+        for version in sorted(compared):
+            firing = [s for (sid, sg), s in self.alert_states.items() if sg == f"shadow:{version}" and s.status == "firing"]
+            verdict = shadow.verdict(version, sc.verdict_after, bool(firing))
+            if verdict is None:
+                continue
+            log.info("shadow verdict for %s %s: %s", m.cfg.name, version, verdict)
+            if sc.publish_verdict:
+                cmd = self.breakers.verdict(m.cfg.name, version, verdict, end, shadow.compared[version],
+                                            shadow.breached.get(version, 0))
+                out.commands.append(cmd)
+                self.metrics.commands.labels(m.cfg.name, cmd.action).inc()
+
+    def _shadow_alert(self, m: ModelState, c: Comparison, status: str, starts: int, reason: str, fp: str,
+                      slot: Slot, ws: int, end: int) -> Alert:
+        assert m.spec is not None and m.cfg.shadow is not None
+        champion = m.cfg.shadow.champion
+        current = Summary(**histogram_summary(c.challenger, m.spec))  # type: ignore[arg-type]
+        baseline = Summary(windows=1, **histogram_summary(c.champion, m.spec))  # type: ignore[arg-type]
+        ring = m.shadow.recent.get((c.sid, c.version), ()) if m.shadow is not None else ()
+        history = History(recent=[ScorePoint(window_start=w, count=n, score=sc, threshold=th) for w, n, sc, th in ring],
+                          same_slot=[])
+        where = self.series_key[c.sid] or "all traffic"
+        verb = "predicts differently from" if status == "firing" else "agrees again with"
+        summary = (f"{m.cfg.name} [{where}]: challenger {c.version} {verb} champion {champion} "
+                   f"(js_divergence {c.score:.4f}, threshold {c.threshold:.4f}) on the same traffic")
+        return Alert(
+            alert_id="a-" + hashlib.sha256(f"{fp}|{starts}".encode()).hexdigest()[:16],
+            fingerprint=fp, status=status, severity="warning", model=m.cfg.name,  # type: ignore[arg-type]
+            model_version=c.version, segment=self.series_segment[c.sid], signal="shadow",
+            test="js_divergence_g_test", context=slot.label, window_start=ws, window_end=end, starts_at=starts,
+            ends_at=end if status == "resolved" else None, score=c.score, threshold=c.threshold,
+            baseline=baseline, current=current,
+            baseline_info=BaselineInfo(slot=f"champion {champion} in the same window", kind="recent", windows=1,
+                                       confidence="high"),
+            history=history, notify_reason=reason, summary=summary,  # type: ignore[arg-type]
+        )
 
     @staticmethod
     def _verdict(st: SeriesStore, sid: int, f: Found, i: int, signal: str) -> tuple[Verdict, Baseline] | None:

@@ -48,6 +48,10 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.shadow_skipped = Counter(
+            "driftline_shadow_events_skipped", "Challenger events before the model's bins were learned", ["model"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "driftline_consumer_lag", "Records of the input topic not consumed yet, by partition", ["partition"],
             registry=r,

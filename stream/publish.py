@@ -187,7 +187,7 @@ class Publisher:
         for a in alerts:
             self._produce(c.alerts_topic, a.fingerprint.encode(), alert_bytes(a))
         for cmd in commands:
-            self._produce(c.control_topic, cmd.model.encode(), command_bytes(cmd))
+            self._produce(c.control_topic, cmd.record_key().encode(), command_bytes(cmd))
         for dl in dead:
             self._produce(c.dead_letter_topic, dl.record.key, dl.record.value, dead_letter_headers(dl))
         self.producer.poll(0)

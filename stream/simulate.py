@@ -72,6 +72,13 @@ class Scenario:
     weekend_volume: float = 0.6
     correlated_features: int = 0
     segment_spread: float = 0.1  # segment i gets (1 + spread * i) times the rate
+    # Shadow traffic: every event gets a twin from a challenger version (its own draw from the same
+    # distribution), shifted by ``challenger_shift`` on the segments in ``challenger_differs``
+    # (all when None) from ``challenger_from_ms`` on.
+    challenger: str | None = None
+    challenger_shift: float = 0.0
+    challenger_differs: tuple[int, ...] | None = None
+    challenger_from_ms: int = 0
 
     def all_drifts(self) -> tuple[Drift, ...]:
         extra: tuple[Drift, ...] = ()
@@ -142,6 +149,11 @@ def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
             amount = np.round(rng.lognormal(3.0, 1.0, size=n), 2)
             tier = tiers[rng.choice(4, size=n, p=tier_p)]
             corr = latent[:, None] + 0.3 * rng.normal(size=(n, n_corr)) if n_corr else None
+            twin = None
+            if sc.challenger is not None:
+                twin = rng.beta(a[h], b[h], size=n)
+                if (sc.challenger_differs is None or s in sc.challenger_differs) and hour_ms >= sc.challenger_from_ms:
+                    twin = np.clip(twin + sc.challenger_shift, 0.0, 1.0)
             for i in range(n):
                 counter += 1
                 features: dict[str, object] = {"amount": float(amount[i]), "tier": str(tier[i])}
@@ -157,6 +169,10 @@ def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
                     "prediction": round(float(pred[i]), 4),
                     "features": features,
                 }
+                if twin is not None:
+                    yield {"event_id": f"e-{seed}-{counter}-c", "model": sc.model, "model_version": sc.challenger,
+                           "ts": int(ts[i]), "segment": seg, "prediction": round(float(twin[i]), 4),
+                           "features": features}
 
 
 def encode(event: dict[str, object]) -> bytes:

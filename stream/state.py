@@ -123,6 +123,7 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
         "learn_until": m.learn_until,
         "store": m.store.meta(parts),
+        "shadow": m.shadow.snapshot() if m.shadow is not None else None,
     }
 
 
@@ -137,6 +138,8 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.learn_until = d["learn_until"]
     m.store = SeriesStore.from_meta(d["store"], parts)
     _open_in(m, d["open"], parts)
+    if m.shadow is not None and d.get("shadow"):
+        m.shadow.restore(d["shadow"])
 
 
 def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError
 from pydantic import ValidationError
 
 from .act import verify
-from .contract import Command
+from .contract import VERDICTS, Command
 
 log = logging.getLogger("driftline.subscriber")
 
@@ -37,6 +37,7 @@ class BreakerBook:
     clock: Callable[[], float] = time.time
     signing_key: bytes | None = None
     last: dict[str, Command] = field(default_factory=dict)
+    verdicts: dict[tuple[str, str], str] = field(default_factory=dict)  # (model, version) -> promote | reject
     seen: set[str] = field(default_factory=set)
 
     def apply(self, cmd: Command) -> str:
@@ -48,6 +49,9 @@ class BreakerBook:
         self.seen.add(cmd.command_id)
         if cmd.expires_at is not None and cmd.expires_at <= self.clock() * 1000:
             return "expired"
+        if cmd.action in VERDICTS:  # about a challenger version: leaves the breaker as it is
+            self.verdicts[(cmd.model, cmd.model_version or "")] = cmd.action
+            return "applied"
         self.last[cmd.model] = cmd
         return "applied"
 
