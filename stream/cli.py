@@ -53,25 +53,53 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay
+    from .replay import replay, replay_kafka
+    from .report import BacktestReport, Progress
 
+    if bool(args.events) == bool(args.topic):
+        raise SystemExit("replay: give either an events file or --topic (with --from for a start time)")
+    since = None
+    if args.since:
+        try:
+            since = _time_ms(args.since)
+        except ValueError as exc:
+            raise SystemExit(f"replay: --from {args.since!r}: {exc}") from None
     cfg = _config(args)
     tune_gc()
+    report = BacktestReport()
+    progress = Progress(force=args.progress)
     alerts = open(args.alerts, "wb") if args.alerts else None  # noqa: SIM115
     commands = open(args.commands, "wb") if args.commands else None  # noqa: SIM115
     dead = open(args.dead_letters, "wb") if args.dead_letters else None  # noqa: SIM115
     try:
-        r = replay(Path(args.events), cfg, alerts, commands, dead)
+        if args.topic:
+            r = replay_kafka(_bootstrap_or_local(args), args.topic, since, cfg, alerts, commands, dead, report, progress)
+        else:
+            r = replay(Path(args.events), cfg, alerts, commands, dead, report=report, progress=progress)
     finally:
         for fh in (alerts, commands, dead):
             if fh is not None:
                 fh.close()
     print(f"replayed {r.events} events in {r.seconds:.2f}s ({r.events_per_second:,.0f}/s): processed {r.processed}, "
           f"dead-lettered {r.dead_lettered} {dict(r.by_reason) or ''}")
-    print(f"alerts {r.alerts} (new firing: {sum(r.firing.values())}), commands {r.commands}")
-    for (model, seg, signal), n in sorted(r.firing.items()):
-        print(f"  {model} [{seg}] {signal}: {n} firing")
+    print(report.text())
+    if args.report:
+        Path(args.report).write_text(report.html(f"driftline backtest of {args.topic or args.events}"))
+        print(f"report written to {args.report}")
     return 0
+
+
+def _time_ms(text: str) -> int:
+    """A start time: RFC 3339, epoch milliseconds, or an age like ``7d`` / ``12h`` before now."""
+    from .config import parse_duration
+    from .contract import _to_epoch_ms
+
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if text[-1:] in "smhdw" and text[:1].isdigit():
+        return int(time.time() * 1000) - parse_duration(text)
+    return _to_epoch_ms(text)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -231,10 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--idle-exit", type=float, help="stop after this many seconds without input (demos, tests)")
     r.set_defaults(func=cmd_run)
 
-    rp = sub.add_parser("replay", help="run the engine over a JSONL file, no Kafka")
-    rp.add_argument("events")
+    rp = sub.add_parser("replay", help="backtest: the engine over a JSONL file or a topic's history")
+    rp.add_argument("events", nargs="?", help="JSONL file of events (or use --topic)")
     rp.add_argument("--config", required=True)
-    rp.add_argument("--alerts", required=True, help="write alerts here (JSON lines)")
+    rp.add_argument("--topic", help="replay this Kafka topic's retained history instead of a file")
+    rp.add_argument("--bootstrap", help="with --topic: this broker instead of the local one")
+    rp.add_argument("--from", dest="since", help="with --topic: start at this time (RFC 3339, epoch ms, or an age like 7d)")
+    rp.add_argument("--alerts", help="write alerts here (JSON lines)")
+    rp.add_argument("--report", help="write an HTML report: the summary and each new alert's pictures")
+    rp.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     rp.add_argument("--commands", help="write commands here (JSON lines)")
     rp.add_argument("--dead-letters", help="write rejected lines here (JSON lines)")
     rp.set_defaults(func=cmd_replay)

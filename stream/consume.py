@@ -7,10 +7,11 @@ Offsets are never committed automatically: the service commits them inside its o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from .config import KafkaConfig
 from .decode import Record
@@ -114,3 +115,63 @@ class BatchConsumer:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def topic_partitions(bootstrap: str, topic: str, client: dict[str, str | int | bool] | None = None) -> list[int]:
+    """The partition ids of a topic (empty if it does not exist)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"driftline-meta-{uuid.uuid4().hex[:8]}",
+                         **(client or {})}, logger=log)
+    try:
+        md = consumer.list_topics(topic, timeout=30)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            return []
+        return sorted(md.topics[topic].partitions)
+    finally:
+        consumer.close()
+
+
+def history_batches(bootstrap: str, topic: str, since_ms: int | None, batch_size: int = 5000,
+                    client: dict[str, str | int | bool] | None = None) -> Iterator[tuple[list[Record], float]]:
+    """A topic's retained records from ``since_ms`` (broker timestamps; None: the start) up to the
+    end offsets as of now, all partitions together, as (batch, fraction done). For backtests: no
+    group membership, nothing committed."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"driftline-replay-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "auto.offset.reset": "earliest", **(client or {})}, logger=log)
+    try:
+        md = consumer.list_topics(topic, timeout=30)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            raise KafkaException(f"topic {topic!r} not found at {bootstrap}")
+        parts = sorted(md.topics[topic].partitions)
+        starts = [TopicPartition(topic, p, since_ms if since_ms is not None else OFFSET_BEGINNING) for p in parts]
+        if since_ms is not None:
+            starts = consumer.offsets_for_times(starts, timeout=30)
+        ends: dict[int, int] = {}
+        begin: dict[int, int] = {}
+        for tp in starts:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=30)
+            # offsets_for_times gives -1 where no record is at or after that time
+            first = low if since_ms is None else high if tp.offset < 0 else max(tp.offset, low)
+            if high > first:
+                ends[tp.partition], begin[tp.partition] = high, first
+        if not ends:
+            return
+        total = sum(ends[p] - begin[p] for p in ends)
+        consumer.assign([TopicPartition(topic, p, begin[p]) for p in ends])
+        position = dict(begin)
+        new = tuple.__new__
+        while any(position[p] < ends[p] for p in ends):
+            out: list[Record] = []
+            for msg in consumer.consume(batch_size, 1.0):
+                if msg.error() is not None:
+                    continue
+                p, off = msg.partition() or 0, msg.offset() or 0
+                if off >= ends.get(p, 0):
+                    continue
+                position[p] = off + 1
+                out.append(new(Record, (msg.value(), msg.key(), topic, p, off)))
+            done = sum(min(position[p], ends[p]) - begin[p] for p in ends)
+            if out:
+                yield out, done / total
+    finally:
+        consumer.close()

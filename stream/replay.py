@@ -19,6 +19,7 @@ from .decode import Record
 from .engine import Engine, Output, segment_key
 from .metrics import Metrics
 from .publish import alert_bytes, command_bytes
+from .report import BacktestReport, Progress
 
 
 @dataclass
@@ -44,10 +45,35 @@ def replay(
     commands_out: IO[bytes] | None = None,
     dead_out: IO[bytes] | None = None,
     chunk: int = 5000,
+    report: BacktestReport | None = None,
+    progress: Progress | None = None,
 ) -> ReplayResult:
     """Replay a JSONL file, one event per line, in file order."""
     with events.open("rb") as fh:
-        return replay_batches(file_batches(fh, str(events), chunk), config, alerts_out, commands_out, dead_out)
+        return replay_batches(file_batches(fh, str(events), chunk), config, alerts_out, commands_out, dead_out,
+                              report=report, progress=progress,
+                              fraction=lambda: fh.tell() / max(events.stat().st_size, 1))
+
+
+def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Config,
+                 alerts_out: IO[bytes] | None = None, commands_out: IO[bytes] | None = None,
+                 dead_out: IO[bytes] | None = None, report: BacktestReport | None = None,
+                 progress: Progress | None = None) -> ReplayResult:
+    """Replay a Kafka topic's retained history from ``since_ms`` (broker timestamps) to its end now."""
+    from .consume import history_batches, topic_partitions
+
+    done = [0.0]
+    client = dict(config.kafka.client)
+
+    def batches() -> Iterator[list[Record]]:
+        for batch, fraction in history_batches(bootstrap, topic, since_ms, client=client):
+            done[0] = fraction
+            yield batch
+
+    # Every partition holds the watermark back until it delivers: one that the consumer happens to
+    # read first must not close windows the others still feed.
+    return replay_batches(batches(), config, alerts_out, commands_out, dead_out, report=report, progress=progress,
+                          fraction=lambda: done[0], partitions=topic_partitions(bootstrap, topic, client))
 
 
 _new_record = tuple.__new__  # Record's own constructor is a Python function: this is its C core
@@ -122,9 +148,15 @@ def replay_batches(
     commands_out: IO[bytes] | None = None,
     dead_out: IO[bytes] | None = None,
     on_alert: Callable[[Alert], None] | None = None,
+    report: BacktestReport | None = None,
+    progress: Progress | None = None,
+    fraction: Callable[[], float] | None = None,
+    partitions: Iterable[int] = (),
 ) -> ReplayResult:
     """The engine over batches of records, closing every window at the end."""
     engine = Engine(config, Metrics(), clock=None)
+    for p in partitions:
+        engine.watermark.assign(p, 0.0)
     result = ReplayResult(0, 0, 0, 0, 0, 0.0)
 
     def emit(out: Output) -> None:
@@ -132,12 +164,16 @@ def replay_batches(
             result.alerts += 1
             if on_alert is not None:
                 on_alert(a)
+            if report is not None:
+                report.add_alert(a)
             if a.status == "firing" and a.notify_reason == "new":
                 result.firing[(a.model, segment_key(a.segment) or "(all)", a.signal)] += 1
             if alerts_out is not None:
                 alerts_out.write(alert_bytes(a) + b"\n")
         for c in out.commands:
             result.commands += 1
+            if report is not None:
+                report.add_command(c)
             if commands_out is not None:
                 commands_out.write(command_bytes(c) + b"\n")
         for dl in out.dead_letters:
@@ -154,7 +190,11 @@ def replay_batches(
     started = time.perf_counter()
     for batch in batches:
         emit(engine.process(batch))
+        if progress is not None:
+            progress.update(engine.stats.consumed, fraction() if fraction is not None else None)
     emit(engine.finish())
+    if progress is not None:
+        progress.update(engine.stats.consumed, 1.0, final=True)
     result.seconds = time.perf_counter() - started
     s = engine.stats
     result.events, result.processed, result.dead_lettered = s.consumed, s.processed, s.dead_lettered

@@ -1,0 +1,73 @@
+"""Backtests: `driftline replay` over a file and over a Kafka topic's history, with its summary,
+progress bar and HTML report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stream.engine import segment_key
+from stream.simulate import HOUR_MS, WEEK_MS, Scenario, simulate
+from stream.topics import create_topic, produce
+
+from .conftest import driftline
+
+END = 1795716000000
+
+
+@pytest.fixture(scope="module")
+def backtest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("backtest")
+    sc = Scenario(weeks=8, end_ms=END, rate=40, drift_segment=2, drift_start_ms=END - WEEK_MS + 6 * HOUR_MS)
+    events = tmp / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in simulate(sc, seed=8)) + b"not json\n")
+    cfg = tmp / "driftline.toml"
+    cfg.write_text('[models.fraud]\naction = "circuit_break"\nsegment_by = ["country", "channel"]\n')
+    return events, cfg
+
+
+def test_replay_prints_a_summary_a_progress_bar_and_writes_a_report(backtest: tuple[Path, Path], tmp_path: Path) -> None:
+    events, cfg = backtest
+    report = tmp_path / "report.html"
+    proc = driftline("replay", str(events), "--config", str(cfg), "--alerts", str(tmp_path / "a.jsonl"),
+                     "--commands", str(tmp_path / "c.jsonl"), "--report", str(report), "--progress")
+    out = proc.stdout
+    assert "dead-lettered 1 {'malformed_json': 1}" in out
+    assert "per week:\n  2026-W47: 1" in out  # the drift starts on Thursday of week 47
+    assert "fraud [channel=web,country=DE]: " in out  # per segment: the drifted one
+    assert "would have been circuit-broken:\n  fraud from 2026-11-" in out
+    assert "[##############################] 100%" in proc.stderr  # the bar, ending full
+    page = report.read_text()
+    alerts = [orjson.loads(line) for line in (tmp_path / "a.jsonl").read_bytes().splitlines()]
+    new = [a for a in alerts if a["status"] == "firing" and a["notify_reason"] == "new"]
+    assert new and page.count('<section class="alert"') == len(new)
+    assert page.count('<svg id="distribution"') == sum(1 for a in new if a["signal"] == "prediction")
+    assert "Would have been circuit-broken" in page and "channel=web,country=DE" in page
+
+
+@pytest.mark.kafka
+def test_replay_a_topic_history_from_a_given_time(kafka_bootstrap: str, prefix: str, backtest: tuple[Path, Path],
+                                                  tmp_path: Path) -> None:
+    events, cfg = backtest
+    raw = [line for line in events.read_bytes().splitlines() if line.startswith(b"{")]
+    topic = f"{prefix}.history"
+    create_topic(kafka_bootstrap, topic, partitions=2)
+
+    def keyed(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+        return [(segment_key(orjson.loads(v)["segment"]).encode(), v) for v in lines]
+
+    produce(kafka_bootstrap, topic, keyed(raw[:1000]))  # older traffic, to be skipped
+    time.sleep(1.5)
+    since = int(time.time() * 1000)
+    time.sleep(0.2)
+    produce(kafka_bootstrap, topic, keyed(raw[1000:]))
+    proc = driftline("replay", "--topic", topic, "--bootstrap", kafka_bootstrap, "--from", str(since),
+                     "--config", str(cfg), "--alerts", str(tmp_path / "a.jsonl"))
+    assert f"replayed {len(raw) - 1000} events" in proc.stdout
+    assert f"processed {len(raw) - 1000}" in proc.stdout
+    assert "new alerts: " in proc.stdout and "would have been circuit-broken:\n  fraud" in proc.stdout
+    whole = driftline("replay", "--topic", topic, "--bootstrap", kafka_bootstrap, "--config", str(cfg))
+    assert f"replayed {len(raw)} events" in whole.stdout
