@@ -181,6 +181,11 @@ def test_demo_runs_to_completion(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert "demo: OK" in proc.stdout
     assert "breaker for 'fraud' is now OPEN" in proc.stdout
     assert (tmp_path / "demo" / "alerts.jsonl").stat().st_size > 0
+    # The README's promise: the page of the alert it raises says why it fired.
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("picture of the first alert: "))
+    page = Path(line.removeprefix("picture of the first alert: ").split("  (")[0]).read_text()
+    assert '<table class="why">' in page and "<th>Why</th>" in page and "x its threshold" in page
+    assert "country=DE" in page and '<svg id="distribution"' in page
 
 
 def test_broker_cli_start_status_stop(tmp_path: Path) -> None:
