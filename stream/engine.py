@@ -115,7 +115,7 @@ class _Routed:
     sids: npt.NDArray[np.int64]
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64] | list[Any]
-    records: list[Record]
+    where: npt.NDArray[np.int64]  # each event's position in the batch (its record, for a dead letter)
     features: list[Any]  # the events' feature structs (or dicts, for a model without features)
     versions: list[str | None] | None = None  # model_version of each event, for a model in shadow mode
 
@@ -153,6 +153,8 @@ class Engine:
         )
         self.stats = Stats()
         self.typed = TypedDecoder()
+        self._batch: Sequence[Record] = []  # the batch being processed (records of dead letters come from it)
+        self._parts: int | npt.NDArray[np.int64] = 0  # its partition, or each record's
 
     # ----------------------------------------------------------------- ingest
     def process(self, records: Sequence[Record]) -> Output:
@@ -164,13 +166,20 @@ class Engine:
             for m in self.models.values():
                 self._schema(m)
         dec = decode_batch(records, self.d.max_event_bytes, self.typed)
+        self._batch = records
+        single = getattr(records, "partition", None)
+        if single is not None:
+            self._parts = int(single)
+        else:
+            seen = set(map(_PARTITION, records))
+            self._parts = seen.pop() if len(seen) == 1 else np.fromiter(map(_PARTITION, records), np.int64, len(records))
         for dl in dec.dead:
             self._dead(out, dl)
         now = self.clock() if self.clock is not None else 0.0
         now_ms = int(now * 1000) if self.clock is not None else None
         part_max: dict[int, int] = {}
-        for m, evs, recs in self._by_model(dec.events, dec.records, out):
-            cols = self._route(m, evs, recs, now_ms, out)
+        for m, evs, where in self._by_model(dec.events, dec.where, out):
+            cols = self._route(m, evs, where, now_ms, out)
             if cols is None:
                 continue
             for p, ts in self._ingest(m, cols, out).items():
@@ -187,20 +196,20 @@ class Engine:
         m.schema_kinds = kinds
         self.typed.set(Schema(m.cfg.name, m.cfg.segment_by, m.cfg.features, kinds))
 
-    def _by_model(self, events: list[Any], recs: list[Record], out: Output
-                  ) -> list[tuple[ModelState, list[Any], list[Record]]]:
+    def _by_model(self, events: list[Any], where: Sequence[int], out: Output
+                  ) -> list[tuple[ModelState, list[Any], Sequence[int]]]:
         """Events grouped by model, in stream order within each: typed events carry their model in
         their type; a generic one is of a model without a schema yet (unknown, or registered now)."""
         types = set(map(type, events))
         if len(types) == 1 and Event not in types:
-            return [(self.models[self.typed.model_of[types.pop()]], events, recs)]
-        groups: dict[str, tuple[list[Any], list[Record]]] = {}
-        for ev, rec in zip(events, recs, strict=True):
+            return [(self.models[self.typed.model_of[types.pop()]], events, where)]
+        groups: dict[str, tuple[list[Any], list[int]]] = {}
+        for ev, pos in zip(events, where, strict=True):
             t = type(ev)
             if t is Event:
                 m = self._model(ev.model)
                 if m is None:
-                    self._dead(out, DeadLetter(rec, "unknown_model", f"model {ev.model!r} is not configured (known: {', '.join(sorted(self.models))})"))
+                    self._dead(out, DeadLetter(self._batch[pos], "unknown_model", f"model {ev.model!r} is not configured (known: {', '.join(sorted(self.models))})"))
                     continue
                 if m.cfg.name not in self.typed.schemas:
                     self._schema(m)
@@ -212,7 +221,7 @@ class Engine:
             if g is None:
                 g = groups[name] = ([], [])
             g[0].append(ev)
-            g[1].append(rec)
+            g[1].append(pos)
         return [(self.models[name], evs, rs) for name, (evs, rs) in groups.items()]
 
     def finish(self) -> Output:
@@ -240,7 +249,7 @@ class Engine:
             m = self.models[name] = ModelState(self.config.resolved(name), self.d.baseline_windows)
         return m
 
-    def _route(self, m: ModelState, evs: list[Any], recs: list[Record], now_ms: int | None,
+    def _route(self, m: ModelState, evs: list[Any], where: Sequence[int], now_ms: int | None,
                out: Output) -> _Routed | None:
         """A model's events to series ids, column-wise, when the batch is clean (no event to reject, all
         of one prediction type, no repeated id); otherwise event by event, with the reason for each."""
@@ -274,7 +283,7 @@ class Engine:
                         if s is None:
                             sids[i] = self._series_of(m, keys[i], evs[i].segment)
         if not clean:
-            return self._route_each(m, evs, recs, keys, ws, now_ms, out)
+            return self._route_each(m, evs, where, keys, ws, now_ms, out)
         assert kind is not None
         if m.spec is None:
             m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
@@ -286,7 +295,8 @@ class Engine:
                 seen.update(part)
         values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
         versions = [e.model_version for e in evs] if m.shadow is not None else None
-        return _Routed(np.array(sids, dtype=np.int64), ts, values, recs, [e.features for e in evs], versions)
+        return _Routed(np.array(sids, dtype=np.int64), ts, values, np.asarray(where, dtype=np.int64),
+                       [e.features for e in evs], versions)
 
     def _keys(self, m: ModelState, evs: list[Any]) -> list[Any]:
         """Each event's segment as a hashable key: the typed segment struct, or the sorted pairs."""
@@ -304,7 +314,7 @@ class Engine:
         m.by_values[key] = sid
         return sid
 
-    def _route_each(self, m: ModelState, evs: list[Any], recs: list[Record], keys: list[Any],
+    def _route_each(self, m: ModelState, evs: list[Any], where: Sequence[int], keys: list[Any],
                     ws: npt.NDArray[np.int64], now_ms: int | None, out: Output) -> _Routed | None:
         """Event by event, in stream order: the first failing check names the reason."""
         sids: list[int] = []
@@ -323,7 +333,7 @@ class Engine:
                     else:
                         sid = self._series_of(m, keys[i], event.segment)
             if reason is not None:
-                self._dead(out, DeadLetter(recs[i], reason[0], reason[1]))
+                self._dead(out, DeadLetter(self._batch[where[i]], reason[0], reason[1]))
                 continue
             assert sid is not None
             m.seen.setdefault(int(ws[i]), set()).add(event.event_id)
@@ -336,7 +346,7 @@ class Engine:
         vals: npt.NDArray[np.float64] | list[Any] = (
             np.array(values, dtype=np.float64) if m.spec is not None and m.spec.kind == "numeric" else values)
         ts = np.array([evs[i].ts for i in kept], dtype=np.int64)
-        return _Routed(np.array(sids, dtype=np.int64), ts, vals, [recs[i] for i in idx],
+        return _Routed(np.array(sids, dtype=np.int64), ts, vals, np.asarray(where, dtype=np.int64)[idx],
                        [evs[i].features for i in idx],
                        [evs[i].model_version for i in idx] if m.shadow is not None else None)
 
@@ -388,23 +398,23 @@ class Engine:
         late = m.windows.late_mask(ws)
         if late.any():
             for i in np.flatnonzero(late):
-                self._dead(out, DeadLetter(cols.records[i], "late", "event time is behind the watermark: its window has closed"))
+                self._dead(out, DeadLetter(self._batch[int(cols.where[i])], "late", "event time is behind the watermark: its window has closed"))
             self.metrics.late.labels(m.cfg.name).inc(int(late.sum()))
             keep = ~late
             sids, ts, ws = sids[keep], ts[keep], ws[keep]
             values = cols.values[keep] if isinstance(cols.values, np.ndarray) else \
                 [v for v, k in zip(cols.values, keep, strict=True) if k]
-            recs = [r for r, k in zip(cols.records, keep, strict=True) if k]
+            where = cols.where[keep]
             feats = [f for f, k in zip(cols.features, keep, strict=True) if k]
             versions = None if cols.versions is None else [v for v, k in zip(cols.versions, keep, strict=True) if k]
         else:
-            values, recs, feats, versions = cols.values, cols.records, cols.features, cols.versions
+            values, where, feats, versions = cols.values, cols.where, cols.features, cols.versions
         if len(ts) == 0:
             return {}
         n = len(ts)
         self.stats.processed += n
         self.metrics.processed.labels(m.cfg.name).inc(n)
-        part_max = self._partition_max(recs, ts)
+        part_max = self._partition_max(where, ts)
         spec = m.spec
         assert spec is not None
         if m.shadow is not None and versions is not None:
@@ -441,13 +451,11 @@ class Engine:
                     self._flush_pending(m)
         return part_max
 
-    @staticmethod
-    def _partition_max(recs: list[Record], ts: npt.NDArray[np.int64]) -> dict[int, int]:
+    def _partition_max(self, where: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> dict[int, int]:
         """The latest event time per input partition among these events (for the watermark)."""
-        partitions = set(map(_PARTITION, recs))
-        if len(partitions) == 1:
-            return {partitions.pop(): int(ts.max())}
-        parts = np.fromiter(map(_PARTITION, recs), dtype=np.int64, count=len(recs))
+        if isinstance(self._parts, int):
+            return {self._parts: int(ts.max())}
+        parts = self._parts[where]
         return {int(p): int(ts[parts == p].max()) for p in np.unique(parts)}
 
     def _shadow_add(self, m: ModelState, sids: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],

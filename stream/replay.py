@@ -6,7 +6,7 @@ import base64
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -15,7 +15,7 @@ import orjson
 
 from .config import Config
 from .contract import Alert
-from .decode import Record
+from .decode import LineBatch, Record
 from .engine import Engine, Output, segment_key
 from .metrics import Metrics
 from .publish import alert_bytes, command_bytes
@@ -76,41 +76,45 @@ def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Confi
                           fraction=lambda: done[0], partitions=topic_partitions(bootstrap, topic, client))
 
 
-_new_record = tuple.__new__  # Record's own constructor is a Python function: this is its C core
-
-
-def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int = 1 << 22) -> Iterator[list[Record]]:
-    """Batches of about ``chunk`` records from a JSONL file, read in large blocks (``offset``: the
-    1-based line number; blank lines are skipped but counted)."""
+def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int = 1 << 20) -> Iterator[LineBatch]:
+    """Batches of ``chunk`` lines from a JSONL file, read in large blocks (a record's ``offset`` is
+    its 1-based line number; blank lines are skipped but counted; a CR before the LF is dropped)."""
     lineno = 0
     rest = b""
-    batch: list[Record] = []
+    values: list[bytes] = []
+    numbers: list[int] = []
     while True:
         block = fh.read(read_size)
         if not block:
             break
-        lines = (rest + block).split(b"\n")
+        lines = block.split(b"\n")
+        lines[0] = rest + lines[0]
         rest = lines.pop()
-        batch += _records(lines, source, lineno)
+        if not lines:
+            continue
+        first = lines[0]  # the one line that may span two blocks
+        if b"\r" in block or first[-1:] == b"\r" or not first.strip() or _BLANK.search(block) is not None:
+            for n, line in enumerate(lines, start=lineno + 1):
+                line = line.rstrip(b"\r")
+                if line.strip():
+                    values.append(line)
+                    numbers.append(n)
+        else:  # the common case: every line is an event
+            values += lines
+            numbers += range(lineno + 1, lineno + 1 + len(lines))
         lineno += len(lines)
-        while len(batch) >= chunk:
-            yield batch[:chunk]
-            batch = batch[chunk:]
-    if rest:
-        batch += _records([rest], source, lineno)
-    if batch:
-        yield batch
+        while len(values) >= chunk:
+            yield LineBatch(values[:chunk], source, numbers[:chunk])
+            values, numbers = values[chunk:], numbers[chunk:]
+    rest = rest.rstrip(b"\r")
+    if rest.strip():
+        values.append(rest)
+        numbers.append(lineno + 1)
+    if values:
+        yield LineBatch(values, source, numbers)
 
 
-_BLANK = re.compile(rb"(^|\n)[ \t\r]*(\n|$)")
-
-
-def _records(lines: list[bytes], source: str, lineno: int) -> list[Record]:
-    """Records of these lines (numbered from ``lineno + 1``), without blank lines and CRs at the end."""
-    if any(_BLANK.search(line) is not None or line[-1:] == b"\r" for line in lines if line[:1] != b"{" or line[-1:] != b"}"):
-        return [_new_record(Record, (line.rstrip(b"\r"), None, source, 0, n))
-                for n, line in enumerate(lines, start=lineno + 1) if line.strip()]
-    return [_new_record(Record, (line, None, source, 0, n)) for n, line in enumerate(lines, start=lineno + 1)]
+_BLANK = re.compile(rb"\n[ \t]*\n")
 
 
 def replay_lines(
@@ -142,7 +146,7 @@ def replay_lines(
 
 
 def replay_batches(
-    batches: Iterable[list[Record]],
+    batches: Iterable[Sequence[Record]],
     config: Config,
     alerts_out: IO[bytes] | None = None,
     commands_out: IO[bytes] | None = None,

@@ -28,7 +28,7 @@ from stream.topics import create_topic, produce, read_topic
 
 from .conftest import ROOT, driftline
 from .test_deploy import tool
-from .test_kafka_e2e import free_port, scrape
+from .test_kafka_e2e import free_port, scrape, write_config
 
 pytestmark = pytest.mark.kafka
 
@@ -119,29 +119,12 @@ scrape_configs:
         sc = Scenario(weeks=8, end_ms=end, rate=40, drift_segment=2, drift_start_ms=end - WEEK_MS + 6 * HOUR_MS)
         events = [(f"fraud|{segment_key(e['segment'])}".encode(), orjson.dumps(e)) for e in simulate(sc, seed=8)]  # type: ignore[arg-type]
         total = produce(kafka_bootstrap, topic, events)
-        cfg = tmp / "driftline.toml"
-        cfg.write_text(f"""
-[kafka]
-bootstrap_servers = "{kafka_bootstrap}"
-group_id = "{prefix}-group"
-input_topic = "{topic}"
-alerts_topic = "{prefix}.drift.alerts"
-control_topic = "{prefix}.model.control"
-dead_letter_topic = "{prefix}.predictions.dlq"
-state_topic = "{prefix}.driftline.state"
-
-[metrics]
-port = {metrics_port}
-
+        cfg = write_config(tmp, prefix, kafka_bootstrap, metrics_port, extra=f"""
 [alertmanager]
 url = "http://127.0.0.1:{am_port}"
 resend_interval = "2s"
 page_url = "http://127.0.0.1:{metrics_port}"
 labels = {{team = "ml-platform"}}
-
-[models.fraud]
-action = "circuit_break"
-segment_by = ["country", "channel"]
 """)
         service = start([sys.executable, "-m", "stream", "run", "--config", str(cfg)], tmp / "driftline.log")
         base = f"http://127.0.0.1:{metrics_port}"

@@ -31,7 +31,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp_path: Path, prefix: str, bootstrap: str, port: int) -> Path:
+def write_config(tmp_path: Path, prefix: str, bootstrap: str, port: int, extra: str = "") -> Path:
     cfg = tmp_path / "driftline.toml"
     cfg.write_text(f"""
 [kafka]
@@ -49,7 +49,7 @@ port = {port}
 [models.fraud]
 action = "circuit_break"
 segment_by = ["country", "channel"]
-""")
+""" + extra)
     return cfg
 
 
