@@ -90,6 +90,9 @@ class KafkaConfig(_Strict):
     instance_id: str | None = None
     session_timeout: Duration = parse_duration("45s")
     batch_size: int = Field(default=5000, ge=1, le=100_000)
+    # A transaction (outputs, changed state, offsets) this often: alerts reach the topics this late
+    # at most, and a crash redoes at most this much work. Stretched when state is slow to write.
+    commit_interval: Duration = parse_duration("2s")
     poll_timeout: float = Field(default=0.5, gt=0)
     # librdkafka settings passed through as they are (security.protocol, sasl.*, ssl.*, ...).
     client: dict[str, str | int | bool] = Field(default_factory=dict)

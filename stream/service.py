@@ -76,12 +76,13 @@ class Service:
         config: Config,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
-        commit_interval: float = 2.0,
+        commit_interval: float | None = None,
     ):
         self.config = config
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.commit_interval = commit_interval
+        # Seconds between transactions (the latency of alerts, and the work redone after a crash).
+        self.commit_interval = commit_interval if commit_interval is not None else config.kafka.commit_interval / 1000
         self.partitions: dict[int, _Partition] = {}
         self.buffer = Output()
         self.stopping = threading.Event()

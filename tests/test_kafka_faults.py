@@ -45,6 +45,7 @@ control_topic = "{name}.control"
 dead_letter_topic = "{name}.dlq"
 state_topic = "{name}.state"
 batch_size = 2000
+commit_interval = "500ms"
 instance_id = "{name}-1"
 session_timeout = "10s"
 
@@ -173,11 +174,17 @@ def test_kill_minus_nine_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_pat
     rng = random.Random(7)
     lags = []
     for _ in range(kills):
+        before = lag(kafka_bootstrap, f"{faulty}-group", topic, 3) if lags else total
         proc = start(cfg)
-        time.sleep(rng.uniform(3.0, 8.0))
+        # Kill it at a random moment once it is working: after its first commit moved the offsets.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and lag(kafka_bootstrap, f"{faulty}-group", topic, 3) >= before:
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         lags.append(lag(kafka_bootstrap, f"{faulty}-group", topic, 3))
+    print("lag after each kill:", lags, "of", total)
     # The kills must have hit a service in the middle of the stream, not an idle one.
     assert sum(1 for x in lags if 0 < x < total) >= min(2, kills), lags
     proc = start(cfg, idle_exit=5)
