@@ -38,7 +38,7 @@ ALERTNAME = {"prediction": "DriftlineDrift", "volume": "DriftlineVolume", "featu
 
 
 def to_alertmanager(a: Alert, now_ms: int, resend_ms: int, extra: dict[str, str] | None = None,
-                    page_url: str = "") -> dict[str, Any]:
+                    page_url: str = "", repeat_ms: int = 0) -> dict[str, Any]:
     """One alert in Alertmanager's v2 shape: labels to route on, our payload as annotations."""
     labels = {**(extra or {}), "alertname": ALERTNAME.get(a.signal, "DriftlineDrift"), "model": a.model,
               "severity": a.severity, "signal": a.signal, "segment": ",".join(f"{k}={v}" for k, v in sorted(a.segment.items())) or "(all)",
@@ -54,7 +54,9 @@ def to_alertmanager(a: Alert, now_ms: int, resend_ms: int, extra: dict[str, str]
     if a.status == "resolved":
         body["endsAt"] = ms_to_rfc3339(a.ends_at or now_ms)
     else:
-        body["endsAt"] = ms_to_rfc3339(now_ms + 4 * resend_ms)  # lives through three missed rounds
+        # Lives through three missed rounds, and until driftline's own repeat of a firing alert: if
+        # this process goes away, the one that takes its partitions over repeats it by then.
+        body["endsAt"] = ms_to_rfc3339(now_ms + max(4 * resend_ms, repeat_ms + 2 * resend_ms))
     if page_url:
         body["generatorURL"] = f"{page_url}/alerts/{a.alert_id}"
     return body
@@ -64,8 +66,9 @@ class AlertmanagerSink:
     """Keeps the firing alerts and posts them (and resolutions) to Alertmanager from its own thread."""
 
     def __init__(self, cfg: AlertmanagerConfig, clock: Callable[[], float] = time.time,
-                 on_result: Callable[[bool], None] | None = None):
+                 on_result: Callable[[bool], None] | None = None, repeat_interval: int = 0):
         self.cfg = cfg
+        self.repeat_interval = repeat_interval
         self.clock = clock
         self.on_result = on_result
         self.firing: dict[str, Alert] = {}  # fingerprint -> latest firing transition
@@ -89,6 +92,12 @@ class AlertmanagerSink:
                     self.firing[a.fingerprint] = a
         self._wake.set()
 
+    def forget(self, fingerprints: list[str]) -> None:
+        """Stop re-sending these alerts: their partitions moved to another process, which owns them now."""
+        with self._lock:
+            for fp in fingerprints:
+                self.firing.pop(fp, None)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.cfg.resend_interval / 1000)
@@ -102,7 +111,7 @@ class AlertmanagerSink:
         if not firing and not resolved:
             return True
         now = int(self.clock() * 1000)
-        body = [to_alertmanager(a, now, self.cfg.resend_interval, self.cfg.labels, self.cfg.page_url)
+        body = [to_alertmanager(a, now, self.cfg.resend_interval, self.cfg.labels, self.cfg.page_url, self.repeat_interval)
                 for a in [*firing, *resolved]]
         req = urllib.request.Request(f"{self.cfg.url}/api/v2/alerts", data=orjson.dumps(body), method="POST",
                                      headers={"Content-Type": "application/json"})

@@ -7,6 +7,7 @@ Offsets are never committed automatically: the service commits them inside its o
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -131,10 +132,11 @@ def topic_partitions(bootstrap: str, topic: str, client: dict[str, str | int | b
 
 
 def history_batches(bootstrap: str, topic: str, since_ms: int | None, batch_size: int = 5000,
-                    client: dict[str, str | int | bool] | None = None) -> Iterator[tuple[list[Record], float]]:
+                    client: dict[str, str | int | bool] | None = None, idle: float = 5.0
+                    ) -> Iterator[tuple[list[Record], float, set[int]]]:
     """A topic's retained records from ``since_ms`` (broker timestamps; None: the start) up to the
-    end offsets as of now, all partitions together, as (batch, fraction done). For backtests: no
-    group membership, nothing committed."""
+    end offsets as of now, all partitions together, as (batch, fraction done, partitions without
+    records in that range). For backtests: no group membership, nothing committed."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"driftline-replay-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          "auto.offset.reset": "earliest", **(client or {})}, logger=log)
@@ -156,13 +158,17 @@ def history_batches(bootstrap: str, topic: str, since_ms: int | None, batch_size
                 ends[tp.partition], begin[tp.partition] = high, first
         if not ends:
             return
+        if len(ends) < len(parts):  # partitions with nothing to replay must not hold the watermark
+            yield [], 0.0, set(parts) - set(ends)
         total = sum(ends[p] - begin[p] for p in ends)
-        consumer.assign([TopicPartition(topic, p, begin[p]) for p in ends])
+        assigned = [TopicPartition(topic, p, begin[p]) for p in ends]
+        consumer.assign(assigned)
         position = dict(begin)
         new = tuple.__new__
-        while any(position[p] < ends[p] for p in ends):
+        quiet_since = time.monotonic()
+        while True:
             out: list[Record] = []
-            for msg in consumer.consume(batch_size, 1.0):
+            for msg in consumer.consume(batch_size, 0.5):
                 if msg.error() is not None:
                     continue
                 p, off = msg.partition() or 0, msg.offset() or 0
@@ -170,8 +176,15 @@ def history_batches(bootstrap: str, topic: str, since_ms: int | None, batch_size
                     continue
                 position[p] = off + 1
                 out.append(new(Record, (msg.value(), msg.key(), topic, p, off)))
-            done = sum(min(position[p], ends[p]) - begin[p] for p in ends)
             if out:
-                yield out, done / total
+                quiet_since = time.monotonic()
+                yield out, sum(min(position[p], ends[p]) - begin[p] for p in ends) / total, set()
+                continue
+            # Done when every partition's position reached its end offset. The end counts the
+            # commit markers of transactions, which are never delivered, and a read_committed
+            # reader never gets past a transaction still open; so a while without records also ends it.
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            if all(tp.offset >= ends[tp.partition] for tp in positions) or time.monotonic() - quiet_since > idle:
+                return
     finally:
         consumer.close()

@@ -33,11 +33,16 @@ from pydantic import (
 SCHEMA_VERSION = 1
 
 
+MAX_TS = 10**15  # epoch milliseconds: about the year 33658, and far inside int64
+
+
 def _to_epoch_ms(value: Any) -> int:
     """RFC 3339 with an explicit offset, or integer epoch milliseconds."""
     if isinstance(value, bool):
         raise ValueError("ts must be an RFC 3339 string or integer epoch milliseconds, not a boolean")
     if isinstance(value, int):
+        if not -MAX_TS <= value <= MAX_TS:
+            raise ValueError(f"ts {value} is out of range (epoch milliseconds within +-{MAX_TS})")
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -65,6 +70,8 @@ def _segment_value(value: Any) -> str:
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("NaN and infinity are not allowed")
+    if isinstance(value, int) and not isinstance(value, bool) and not -1.7976931348623157e308 <= value <= 1.7976931348623157e308:
+        raise ValueError("number too large for a float")
     return value
 
 

@@ -22,7 +22,7 @@ import msgspec
 import orjson
 from pydantic import ValidationError
 
-from .contract import PredictionEvent
+from .contract import MAX_TS, PredictionEvent
 
 
 class Record(NamedTuple):
@@ -40,6 +40,7 @@ class Record(NamedTuple):
 
 _MAX = 1.7976931348623157e308  # a bound on floats turns JSON overflow (1e400 -> inf) into a validation error
 _Finite = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
+_Ts = Annotated[int, msgspec.Meta(ge=-MAX_TS, le=MAX_TS)]
 
 
 class Event(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -52,7 +53,7 @@ class Event(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    ts: int
+    ts: _Ts
     segment: dict[str, str] = {}
     prediction: _Finite | str | dict[str, _Finite]
     features: dict[str, _Finite | str | bool | None] = {}
@@ -96,7 +97,7 @@ class Schema:
         self.kinds = tuple(kinds)
         #: every feature is numeric: the features of a batch convert to one float matrix as they are
         self.all_numeric = bool(self.features) and all(k == "numeric" for k in self.kinds)
-        fields: list[tuple[Any, ...]] = [("event_id", _Id), ("ts", int)]
+        fields: list[tuple[Any, ...]] = [("event_id", _Id), ("ts", _Ts)]
         if self.segment_by is not None:
             self.segment = msgspec.defstruct(
                 "Segment", [(f"s{i}", str, "(none)") for i in range(len(self.segment_by))],
@@ -157,9 +158,15 @@ class TypedDecoder:
 
     def decoder(self) -> Any:
         if self._decode is None and self.schemas:
-            types = tuple(s.event for s in self.schemas.values())
-            self._decode = msgspec.json.Decoder(Union[types] if len(types) > 1 else types[0]).decode  # noqa: UP007
+            # Always a union: msgspec checks the tag of a lone tagged struct only when present, so a
+            # single model's decoder would accept events without a "model" field.
+            types = (*(s.event for s in self.schemas.values()), _NoModel)
+            self._decode = msgspec.json.Decoder(Union[types]).decode  # noqa: UP007
         return self._decode
+
+
+class _NoModel(msgspec.Struct, tag_field="model", tag="\x00driftline: no such model"):
+    """A union member no event matches (its tag is not a usable model name)."""
 
 
 class _Slow(Exception):
@@ -184,7 +191,7 @@ def _segment(value: Any) -> dict[str, str]:
 
 def _number(v: Any) -> bool:
     t = type(v)
-    return t is int or (t is float and math.isfinite(v))
+    return (t is int and -_MAX <= v <= _MAX) or (t is float and math.isfinite(v))
 
 
 def _fast(raw: bytes) -> Event:
@@ -201,7 +208,8 @@ def _fast(raw: bytes) -> Event:
     if type(model) is not str or not 0 < len(model) <= 128:
         raise _Slow
     if type(ts) is int:
-        pass
+        if not -MAX_TS <= ts <= MAX_TS:
+            raise _Slow
     elif type(ts) is str:
         try:
             parsed = datetime.fromisoformat(ts)
@@ -233,7 +241,7 @@ def _fast(raw: bytes) -> Event:
     else:
         for v in features.values():
             t = type(v)
-            if not (v is None or t is str or t is bool or t is int or (t is float and math.isfinite(v))):
+            if not (v is None or t is str or t is bool or _number(v)):
                 raise _Slow
     version = d.get("model_version")
     if version is not None and type(version) is not str:

@@ -147,6 +147,7 @@ class Engine:
         self.last_active: list[int] = []  # start of the last window with events, per series
         self.alert_states: dict[tuple[int, str], AlertState] = {}
         self.sent: dict[str, Sent] = {}
+        self.fired_severity: dict[str, str] = {}  # fingerprint -> severity of its firing alert
         self.grouper = SegmentGrouper(self.d.group_min_segments, self.d.repeat_interval)
         self.breakers = BreakerPolicy(
             ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=config.commands.key()
@@ -524,6 +525,9 @@ class Engine:
                 self._flush_pending(m)
             for ws in m.windows.due(watermark):
                 self._close(m, ws, out)
+            if m.shadow is not None:  # windows only a challenger sent to: no champion to compare with
+                for ws in [w for w in m.shadow.open if w + m.cfg.window <= watermark]:
+                    del m.shadow.open[ws]
 
     def _close(self, m: ModelState, ws: int, out: Output) -> None:
         sums = m.windows.pop(ws)
@@ -725,7 +729,8 @@ class Engine:
             out.alerts.append(alert)
             self.metrics.alerts.labels(m.cfg.name, alert.severity, alert.status).inc()
         for version in sorted(compared):
-            firing = [s for (sid, sg), s in self.alert_states.items() if sg == f"shadow:{version}" and s.status == "firing"]
+            firing = [s for (sid, sg), s in self.alert_states.items()
+                      if sg == f"shadow:{version}" and s.status == "firing" and self.series_model[sid] == m.cfg.name]
             verdict = shadow.verdict(version, sc.verdict_after, bool(firing))
             if verdict is None:
                 continue
@@ -879,7 +884,8 @@ class Engine:
             alert_id="a-" + hashlib.sha256(f"{fp}|{e.starts}".encode()).hexdigest()[:16],
             fingerprint=fp,
             status=e.status,  # type: ignore[arg-type]
-            severity=severity(signal, verdict.score, verdict.threshold, self.d.feature_severity),
+            severity=self._severity(fp, e.status, e.reason, severity(signal, verdict.score, verdict.threshold,
+                                                                     self.d.feature_severity)),
             model=m.cfg.name,
             segment=segment,
             segments=segments,
@@ -901,6 +907,17 @@ class Engine:
             notify_reason=e.reason,  # type: ignore[arg-type]
             summary=summary,
         )
+
+    def _severity(self, fp: str, status: str, reason: str, now: str) -> Any:
+        """An alert keeps the severity it fired with through its repeats and its resolution: receivers
+        such as Alertmanager tell alerts apart by their labels, severity among them."""
+        if status == "firing" and reason == "new":
+            self.fired_severity[fp] = now
+            return now
+        fired = self.fired_severity.get(fp, now)
+        if status == "resolved":
+            self.fired_severity.pop(fp, None)
+        return fired
 
     @staticmethod
     def _point(p: Any, signal: str) -> ScorePoint:

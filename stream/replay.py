@@ -64,16 +64,20 @@ def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Confi
 
     done = [0.0]
     client = dict(config.kafka.client)
+    empty: set[int] = set()
 
     def batches() -> Iterator[list[Record]]:
-        for batch, fraction in history_batches(bootstrap, topic, since_ms, client=client):
+        for batch, fraction, nothing in history_batches(bootstrap, topic, since_ms, client=client):
             done[0] = fraction
-            yield batch
+            empty.update(nothing)
+            if batch:
+                yield batch
 
     # Every partition holds the watermark back until it delivers: one that the consumer happens to
     # read first must not close windows the others still feed.
     return replay_batches(batches(), config, alerts_out, commands_out, dead_out, report=report, progress=progress,
-                          fraction=lambda: done[0], partitions=topic_partitions(bootstrap, topic, client))
+                          fraction=lambda: done[0], partitions=topic_partitions(bootstrap, topic, client),
+                          idle_partitions=lambda: empty)
 
 
 def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int = 1 << 20) -> Iterator[LineBatch]:
@@ -156,6 +160,7 @@ def replay_batches(
     progress: Progress | None = None,
     fraction: Callable[[], float] | None = None,
     partitions: Iterable[int] = (),
+    idle_partitions: Callable[[], Iterable[int]] | None = None,
 ) -> ReplayResult:
     """The engine over batches of records, closing every window at the end."""
     engine = Engine(config, Metrics(), clock=None)
@@ -193,6 +198,8 @@ def replay_batches(
 
     started = time.perf_counter()
     for batch in batches:
+        for p in idle_partitions() if idle_partitions is not None else ():
+            engine.watermark.caught_up(p)  # nothing to replay there: it holds no window open
         emit(engine.process(batch))
         if progress is not None:
             progress.update(engine.stats.consumed, fraction() if fraction is not None else None)

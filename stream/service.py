@@ -167,7 +167,8 @@ class Service:
         if self.config.alertmanager.url:
             posted = self.metrics.alertmanager_posts
             self.alertmanager = AlertmanagerSink(
-                self.config.alertmanager, on_result=lambda ok: posted.labels("ok" if ok else "failed").inc())
+                self.config.alertmanager, on_result=lambda ok: posted.labels("ok" if ok else "failed").inc(),
+                repeat_interval=self.config.defaults.repeat_interval)
         started = last_commit = time.monotonic()
         idle = 0.0  # seconds spent polling our partitions without a record (not blocked elsewhere)
         self.running = True
@@ -427,8 +428,14 @@ class Service:
             part = self.partitions.pop(p, None)
             if part is not None:
                 self.gone[p] = _counts(part.engine)
+                self._hand_over_alerts(part.engine)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(str(p))
+
+    def _hand_over_alerts(self, engine: Engine) -> None:
+        """The partition's firing alerts belong to its next owner: stop re-sending them from here."""
+        if self.alertmanager is not None:
+            self.alertmanager.forget([fp for fp, sent in engine.sent.items() if sent.status == "firing"])
 
     def _lost(self, partitions: list[int]) -> None:
         """Partitions taken away without a clean hand-over: abandon what was not committed.
@@ -444,7 +451,9 @@ class Service:
                 self._new_publisher()
         self.buffer = Output()
         for p in partitions:
-            self.partitions.pop(p, None)
+            gone = self.partitions.pop(p, None)
+            if gone is not None:
+                self._hand_over_alerts(gone.engine)
         for part in self.partitions.values():
             if part.dirty:  # outputs of the kept partitions were in the aborted transaction too
                 part.engine = self._engine_from(part.committed_state)

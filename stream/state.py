@@ -152,6 +152,7 @@ def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]
                    for i in range(len(engine.series_model))],
         "alert_states": [[sid, sig, s.status, s.breaches, s.clean, s.starts_at] for (sid, sig), s in engine.alert_states.items()],
         "sent": [[fp, s.status, s.at] for fp, s in engine.sent.items()],
+        "fired_severity": engine.fired_severity,
         "groups": [[model, sig, sorted(g.members), g.starts, g.last_sent] for (model, sig), g in engine.grouper.groups.items()],
         "breakers": [[model, sorted(b.alerts), b.expires_at] for model, b in engine.breakers.open.items()],
         "rate_limited": engine.breakers.rate_limited,
@@ -186,6 +187,7 @@ def restore(
         _model_in(m, md, engine.series_key, parts)
     engine.alert_states = {(sid, sig): AlertState(status, b, c, starts) for sid, sig, status, b, c, starts in data["alert_states"]}
     engine.sent = {fp: Sent(status, at) for fp, status, at in data["sent"]}
+    engine.fired_severity = dict(data.get("fired_severity", {}))
     for model, sig, members, starts, last_sent in data["groups"]:
         engine.grouper.groups[(model, sig)] = _Group(set(members), starts, last_sent, {})
     for model, alerts, expires in data["breakers"]:

@@ -150,3 +150,21 @@ def test_alertmanager_config_routes_on_driftline_labels() -> None:
     if amtool is not None:
         out = subprocess.run([amtool, "check-config", str(cfg_path)], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_alertmanager_sink_hands_alerts_over_and_keeps_them_alive_until_the_next_repeat() -> None:
+    from stream.alertmanager import AlertmanagerSink, _example, to_alertmanager
+    from stream.config import AlertmanagerConfig
+
+    a = _example()
+    body = to_alertmanager(a, now_ms=1795716000000, resend_ms=60_000, repeat_ms=4 * 3_600_000)
+    assert body["endsAt"] == "2026-11-26T22:02:00.000Z"  # the 4h repeat plus two resend rounds
+    sink = AlertmanagerSink(AlertmanagerConfig(url="http://127.0.0.1:9", resend_interval=3_600_000))
+    try:
+        sink.submit([a])
+        assert list(sink.firing) == [a.fingerprint]
+        sink.forget([a.fingerprint])  # its partition moved to another process
+        assert sink.firing == {}
+    finally:
+        sink._stop.set()
+        sink._wake.set()

@@ -122,3 +122,16 @@ def test_a_verdict_does_not_replace_the_breaker_command_on_the_compacted_topic()
                                                                  "signal": "prediction", "summary": "s"}})
     assert cmd.record_key() == "fraud"
     assert cmd.model_copy(update={"action": "promote", "model_version": "2"}).record_key() == "fraud@2"
+
+
+def test_a_verdict_counts_only_its_own_models_shadow_alerts() -> None:
+    """Two models shadow a challenger of the same version name: one differs, the other does not."""
+    sc = ShadowConfig(champion="3.1.0", verdict_after=24, publish_verdict=True)
+    cfg = Config(models={m: ModelConfig(segment_by=["region"], shadow=sc) for m in ("fraud", "churn")})
+    common = {"weeks": 3, "end_ms": END, "rate": 150, "segments": SEGS, "challenger": "3.2.0"}
+    raw = [(e["ts"], orjson.dumps(e)) for e in simulate(Scenario(model="fraud", challenger_shift=0.15, **common), seed=3)]  # type: ignore[arg-type]
+    raw += [(e["ts"], orjson.dumps(e)) for e in simulate(Scenario(model="churn", **common), seed=4)]  # type: ignore[arg-type]
+    raw.sort(key=lambda t: t[0])  # type: ignore[arg-type, return-value]
+    out = feed(Engine(cfg), [r for _ts, r in raw])
+    verdicts = sorted((c.model, c.action) for c in out.commands if c.action in ("promote", "reject"))
+    assert verdicts == [("churn", "promote"), ("fraud", "reject")]
