@@ -211,14 +211,14 @@ BAD_INPUT = [
     ("NaN prediction", b'{"event_id": "n", "model": "fraud", "ts": 1795715999000, "prediction": NaN}', "invalid_event"),
     ("infinite feature", b'{"event_id": "i", "model": "fraud", "ts": 1795715999000, "prediction": 0.1, "features": {"a": Infinity}}', "invalid_event"),
     ("timestamp without offset", orjson.dumps({**GOOD, "event_id": "t", "ts": "2026-11-26T17:00:00"}), "invalid_event"),
-    ("unknown model", orjson.dumps({**GOOD, "event_id": "u", "model": "ghost"}), "unknown_model"),
-    ("far future", orjson.dumps({**GOOD, "event_id": "f", "ts": END + 86_400_000}), "future"),
-    ("label where numbers are sent", orjson.dumps({**GOOD, "event_id": "l", "prediction": "high"}), "prediction_type"),
-    ("duplicate event_id (producer retry)", orjson.dumps(GOOD), "duplicate"),
     ("no model field (one model configured)", orjson.dumps({k: v for k, v in GOOD.items() if k != "model"}), "invalid_event"),
     ("timestamp beyond int64", orjson.dumps({**GOOD, "event_id": "b", "ts": 10**19}), "invalid_event"),
     ("integer prediction too large for a float", b'{"event_id": "h", "model": "fraud", "ts": 1795715999000, "prediction": 1'
      + b"0" * 400 + b"}", "invalid_event"),
+    ("unknown model", orjson.dumps({**GOOD, "event_id": "u", "model": "ghost"}), "unknown_model"),
+    ("far future", orjson.dumps({**GOOD, "event_id": "f", "ts": END + 86_400_000}), "future"),
+    ("label where numbers are sent", orjson.dumps({**GOOD, "event_id": "l", "prediction": "high"}), "prediction_type"),
+    ("duplicate event_id (producer retry)", orjson.dumps(GOOD), "duplicate"),
 ]
 
 
