@@ -273,18 +273,21 @@ class Engine:
                 clean = False
                 break
         keys = self._keys(m, evs)
+        # A late event is dead-lettered at ingest: it must not create a series on its way there
+        # (one that never received an event would never expire).
+        late = m.windows.late_mask(ws)
         if clean:
             sids = list(map(m.by_values.get, keys))
             if None in sids:
-                new = {k for k, s in zip(keys, sids, strict=True) if s is None}
+                new = {k for k, s, lt in zip(keys, sids, late.tolist(), strict=True) if s is None and not lt}
                 if len(m.sids) + len(new) > self.d.max_series_per_model:
                     clean = False
                 else:
                     for i, s in enumerate(sids):
                         if s is None:
-                            sids[i] = self._series_of(m, keys[i], evs[i].segment)
+                            sids[i] = -1 if late[i] else self._series_of(m, keys[i], evs[i].segment)
         if not clean:
-            return self._route_each(m, evs, where, keys, ws, now_ms, out)
+            return self._route_each(m, evs, where, keys, ws, late, now_ms, out)
         assert kind is not None
         if m.spec is None:
             m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
@@ -316,7 +319,8 @@ class Engine:
         return sid
 
     def _route_each(self, m: ModelState, evs: list[Any], where: Sequence[int], keys: list[Any],
-                    ws: npt.NDArray[np.int64], now_ms: int | None, out: Output) -> _Routed | None:
+                    ws: npt.NDArray[np.int64], late: npt.NDArray[np.bool_], now_ms: int | None,
+                    out: Output) -> _Routed | None:
         """Event by event, in stream order: the first failing check names the reason."""
         sids: list[int] = []
         kept: list[int] = []
@@ -327,7 +331,9 @@ class Engine:
                 pred = event.prediction
                 value = max(pred, key=pred.__getitem__) if isinstance(pred, dict) else pred
                 sid = m.by_values.get(keys[i])
-                if sid is None:
+                if sid is None and late[i]:
+                    sid = -1  # dead-lettered as late at ingest, before any series would see it
+                elif sid is None:
                     if len(m.sids) >= self.d.max_series_per_model and \
                             m.by_segment.get(segment_key(self._segment(m, keys[i], event.segment))) is None:
                         reason = ("too_many_series", f"model {m.cfg.name!r} already has {len(m.sids)} series")

@@ -116,6 +116,15 @@ def test_late_events_are_dead_lettered_not_dropped() -> None:
     out = engine.process([Record(ev(101, END + 5 * 60_000), None, "in", 0, 101), Record(ev(102, END + HOUR_MS + 1), None, "in", 0, 102)])
     assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("late", 101)]
     assert engine.stats.consumed == engine.stats.processed + engine.stats.dead_lettered
+    # A new segment whose events are all late creates no series (it would never expire), on the
+    # column-wise path and on the event-by-event one (a repeated id sends the batch there).
+    seg = lambda i, s, ts: orjson.dumps({"event_id": f"s{i}", "model": "fraud", "ts": ts, "segment": {"s": s},  # noqa: E731
+                                         "prediction": 0.5})
+    out = engine.process([Record(seg(1, "new", END + 60_000), None, "in", 0, 200)])
+    out.extend(engine.process([Record(seg(2, "newer", END + 60_000), None, "in", 0, 201),
+                               Record(seg(2, "newer", END + 60_000), None, "in", 0, 202)]))
+    assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("late", 200), ("duplicate", 202), ("late", 201)]
+    assert sorted(engine.series_key) == [""]
 
 
 def test_categorical_predictions_drift() -> None:
