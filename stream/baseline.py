@@ -212,8 +212,7 @@ class SeriesStore:
             if r >= len(self.scal):
                 self._resize(rows=max(16, len(self.scal) * 3 // 2))
         self.rows[sid] = r
-        if sid >= len(self._by_sid):
-            self._by_sid = np.concatenate([self._by_sid, np.full(max(sid + 1, 2 * len(self._by_sid)) - len(self._by_sid), -1)])
+        self._index_room(sid)
         self._by_sid[sid] = r
         return r
 
@@ -389,13 +388,18 @@ class SeriesStore:
             self.fhist = _grow(self.fhist, 3, fb)
             self.all_dirty = True
 
+    def _index_room(self, sid: int) -> None:
+        """Room in the sid -> row index for series id ``sid`` (doubling, -1 for no row)."""
+        if sid >= len(self._by_sid):
+            grow = max(sid + 1, 2 * len(self._by_sid)) - len(self._by_sid)
+            self._by_sid = np.concatenate([self._by_sid, np.full(grow, -1, np.int64)])
+
     def rows_for(self, sids: list[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """The rows of these series, handing out rows to those without one (in the order given)."""
         ids = np.asarray(sids, dtype=np.int64)
         if len(ids) == 0:
             return np.zeros(0, np.int64)
-        if int(ids.max()) >= len(self._by_sid):
-            self._by_sid = np.concatenate([self._by_sid, np.full(int(ids.max()) + 1 - len(self._by_sid), -1)])
+        self._index_room(int(ids.max()))
         out = self._by_sid[ids]
         for i in np.flatnonzero(out < 0).tolist():
             out[i] = self.row(int(ids[i]))

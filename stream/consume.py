@@ -164,7 +164,6 @@ def history_batches(bootstrap: str, topic: str, since_ms: int | None, batch_size
         assigned = [TopicPartition(topic, p, begin[p]) for p in ends]
         consumer.assign(assigned)
         position = dict(begin)
-        new = tuple.__new__
         quiet_since = time.monotonic()
         while True:
             out: list[Record] = []
@@ -175,7 +174,7 @@ def history_batches(bootstrap: str, topic: str, since_ms: int | None, batch_size
                 if off >= ends.get(p, 0):
                     continue
                 position[p] = off + 1
-                out.append(new(Record, (msg.value(), msg.key(), topic, p, off)))
+                out.append(_new_record(Record, (msg.value(), msg.key(), topic, p, off)))
             if out:
                 quiet_since = time.monotonic()
                 yield out, sum(min(position[p], ends[p]) - begin[p] for p in ends) / total, set()

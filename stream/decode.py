@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
@@ -167,6 +168,9 @@ class TypedDecoder:
 
 class _NoModel(msgspec.Struct, tag_field="model", tag="\x00driftline: no such model"):
     """A union member no event matches (its tag is not a usable model name)."""
+
+
+_VALUE = itemgetter(0)  # Record.value
 
 
 class _Slow(Exception):
@@ -336,7 +340,7 @@ def decode_batch(records: Sequence[Record], max_bytes: int, typed: TypedDecoder 
     """
     values: list[bytes | None] | None = getattr(records, "values", None)
     if values is None:
-        values = [r[0] for r in records]
+        values = list(map(_VALUE, records))
     events: list[Any] = []
     bad: list[DeadLetter] = []
     dropped: list[int] = []  # positions that became dead letters

@@ -103,7 +103,6 @@ class ModelState:
         self.seen: dict[int, set[str]] = {}  # event ids per open window
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
         self.by_values: dict[Any, int] = {}  # segment key as decoded -> series id (a cache)
-        self.schema_kinds: list[str | None] = []  # the feature kinds its decoder schema was built with
         sc = cfg.shadow
         self.shadow = ShadowTracker(sc.champion, sc.min_events, sc.min_divergence) if sc is not None else None
 
@@ -117,6 +116,7 @@ class _Routed:
     values: npt.NDArray[np.float64] | list[Any]
     where: npt.NDArray[np.int64]  # each event's position in the batch (its record, for a dead letter)
     features: list[Any]  # the events' feature structs (or dicts, for a model without features)
+    late: npt.NDArray[np.bool_]  # its window had closed when it arrived (dead-lettered at ingest)
     versions: list[str | None] | None = None  # model_version of each event, for a model in shadow mode
 
 
@@ -185,7 +185,7 @@ class Engine:
                 continue
             for p, ts in self._ingest(m, cols, out).items():
                 part_max[p] = max(part_max.get(p, ts), ts)
-            if m.features is not None and m.features.kinds() != m.schema_kinds:
+            if m.features is not None and tuple(m.features.kinds()) != self.typed.schemas[m.cfg.name].kinds:
                 self._schema(m)  # a feature's kind is now known: type it in the decoder
         for p, ts in part_max.items():
             self.watermark.observe(p, ts, now)
@@ -194,7 +194,6 @@ class Engine:
 
     def _schema(self, m: ModelState) -> None:
         kinds = m.features.kinds() if m.features is not None else []
-        m.schema_kinds = kinds
         self.typed.set(Schema(m.cfg.name, m.cfg.segment_by, m.cfg.features, kinds))
 
     def _by_model(self, events: list[Any], where: Sequence[int], out: Output
@@ -300,7 +299,7 @@ class Engine:
         values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
         versions = [e.model_version for e in evs] if m.shadow is not None else None
         return _Routed(np.array(sids, dtype=np.int64), ts, values, np.asarray(where, dtype=np.int64),
-                       [e.features for e in evs], versions)
+                       [e.features for e in evs], late, versions)
 
     def _keys(self, m: ModelState, evs: list[Any]) -> list[Any]:
         """Each event's segment as a hashable key: the typed segment struct, or the sorted pairs."""
@@ -354,7 +353,7 @@ class Engine:
             np.array(values, dtype=np.float64) if m.spec is not None and m.spec.kind == "numeric" else values)
         ts = np.array([evs[i].ts for i in kept], dtype=np.int64)
         return _Routed(np.array(sids, dtype=np.int64), ts, vals, np.asarray(where, dtype=np.int64)[idx],
-                       [evs[i].features for i in idx],
+                       [evs[i].features for i in idx], late[idx],
                        [evs[i].model_version for i in idx] if m.shadow is not None else None)
 
     @staticmethod
@@ -402,7 +401,7 @@ class Engine:
         sids = np.asarray(cols.sids, dtype=np.int64)
         ts = np.asarray(cols.ts, dtype=np.int64)
         ws = ts - ts % m.cfg.window
-        late = m.windows.late_mask(ws)
+        late = cols.late
         if late.any():
             for i in np.flatnonzero(late):
                 self._dead(out, DeadLetter(self._batch[int(cols.where[i])], "late", "event time is behind the watermark: its window has closed"))
@@ -425,7 +424,8 @@ class Engine:
         spec = m.spec
         assert spec is not None
         if m.shadow is not None and versions is not None:
-            challenger = np.fromiter(map(m.shadow.is_challenger, versions), dtype=bool, count=n)
+            v = np.array(versions, dtype=object)
+            challenger = (v != None) & (v != m.shadow.champion)  # noqa: E711 - elementwise, not identity
             if challenger.any():
                 # A challenger's predictions are not the traffic the model serves: counted for the
                 # shadow comparison only, never in the model's own series or its learned bins.
@@ -483,7 +483,7 @@ class Engine:
         """The events' monitored features, one column each: a float array when the decoder typed every
         feature as numeric (one conversion for the whole batch), else lists of the values as sent."""
         schema = self.typed.schemas[m.cfg.name]
-        if schema.all_numeric and all(k == "numeric" for k in m.schema_kinds):
+        if schema.all_numeric:
             x = np.array([msgspec.structs.astuple(f) for f in feats], dtype=np.float64).reshape(len(feats), -1)
             return list(x.T)
         return [list(map(attrgetter(f"f{j}"), feats)) for j in range(len(schema.features))]

@@ -86,26 +86,23 @@ class ShadowTracker:
     verdicts: dict[str, str] = field(default_factory=dict)  # version -> "promote" | "reject", once given
     recent: dict[tuple[int, str], deque[tuple[int, float, float, float]]] = field(default_factory=dict)
 
-    def is_challenger(self, version: str | None) -> bool:
-        return version is not None and version != self.champion
-
     def add(self, ws: npt.NDArray[np.int64], sids: npt.NDArray[np.int64], bins: npt.NDArray[np.int64],
             versions: list[str], size: int) -> None:
         """Count challenger events: one histogram per (window, series, version)."""
-        keys: dict[tuple[int, int, str], list[int]] = {}
-        for i, (w, s, v) in enumerate(zip(ws.tolist(), sids.tolist(), versions, strict=True)):
-            keys.setdefault((w, s, v), []).append(i)
-        for (w, s, v), idx in keys.items():
+        names, vcode = np.unique(np.array(versions, dtype=object), return_inverse=True)
+        groups, inv = np.unique(np.stack([ws, sids, vcode.reshape(-1)], axis=1), axis=0, return_inverse=True)
+        hist = np.bincount(inv.reshape(-1) * size + bins, minlength=len(groups) * size).reshape(len(groups), size)
+        for (w, s, v), counts in zip(groups.tolist(), hist, strict=True):
             window = self.open.setdefault(w, {})
-            counts = np.bincount(bins[idx], minlength=size)
-            have = window.get((s, v))
+            key = (s, str(names[v]))
+            have = window.get(key)
             if have is None:
-                window[(s, v)] = counts
+                window[key] = counts
             else:
                 if len(have) < len(counts):
                     have = np.concatenate([have, np.zeros(len(counts) - len(have), np.int64)])
                 have[: len(counts)] += counts
-                window[(s, v)] = have
+                window[key] = have
 
     def close(self, ws: int, champion_of: dict[int, npt.NDArray[np.int64]], alpha: float) -> list[Comparison]:
         """Compare every challenger histogram of window ``ws`` with the champion's of its series."""
