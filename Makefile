@@ -8,7 +8,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The compiled batch decoder (native/, Rust) is built by the install, when cargo is there.
+$(VENV)/.installed: pyproject.toml native/Cargo.toml native/src/lib.rs
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

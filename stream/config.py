@@ -136,6 +136,8 @@ class Defaults(_Strict):
     series_ttl: Duration = parse_duration("35d")  # a series silent this long is forgotten
     max_future: Duration = parse_duration("1h")
     max_event_bytes: int = Field(default=65536, ge=256)
+    # Decode batches with the compiled decoder when it is built (the same output; false: Python only)
+    native_decoder: bool = True
 
     _tz = field_validator("timezone")(_check_timezone)
     _country = field_validator("holidays")(_check_country)

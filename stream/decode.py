@@ -20,10 +20,17 @@ from operator import itemgetter
 from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
 from .contract import MAX_TS, PredictionEvent
+
+try:  # the batch decoder in Rust (native/); without a Rust toolchain at install, the Python path alone
+    from . import _native
+except ImportError:  # pragma: no cover - CI builds it (tests/test_native.py)
+    _native = None  # type: ignore[assignment]
 
 
 class Record(NamedTuple):
@@ -142,12 +149,15 @@ class Schema:
 
 
 class TypedDecoder:
-    """One msgspec decoder for the tagged union of every model's ``Schema`` (tag: the ``model`` field)."""
+    """One msgspec decoder for the tagged union of every model's ``Schema`` (tag: the ``model`` field),
+    and the native batch decoder for the models it can read (see ``columns``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: bool = True) -> None:
         self.schemas: dict[str, Schema] = {}
         self.model_of: dict[type, str] = {}
         self._decode: Any = None
+        self.native: dict[str, Any] = {}  # model -> its _native.Model (segment table included)
+        self._use_native = native and _native is not None
 
     def set(self, schema: Schema) -> None:
         old = self.schemas.get(schema.model)
@@ -156,6 +166,13 @@ class TypedDecoder:
         self.schemas[schema.model] = schema
         self.model_of[schema.event] = schema.model
         self._decode = None
+        # The native decoder reads monitored features as numbers only.
+        readable = schema.all_numeric or not schema.features
+        if not (self._use_native and readable):
+            self.native.pop(schema.model, None)
+        elif schema.model not in self.native:
+            by = list(schema.segment_by) if schema.segment_by is not None else None
+            self.native[schema.model] = _native.Model(schema.model, by, list(schema.features))
 
     def decoder(self) -> Any:
         if self._decode is None and self.schemas:
@@ -164,6 +181,52 @@ class TypedDecoder:
             types = (*(s.event for s in self.schemas.values()), _NoModel)
             self._decode = msgspec.json.Decoder(Union[types]).decode  # noqa: UP007
         return self._decode
+
+    def columns(self, records: Sequence[Record], max_bytes: int) -> list[Columns] | None:
+        """The batch straight into columns, one ``Columns`` per model, when every record is a plain,
+        well-formed event of a model the native decoder reads (the common case, and the fast one:
+        no Python object per event but its id); else None, and the batch takes ``decode_batch``.
+
+        >>> t = TypedDecoder()
+        >>> t.set(Schema("fraud", ["country"], ["amount"], ["numeric"]))
+        >>> [c] = t.columns([Record(b'{"model":"fraud","event_id":"a","ts":5,"prediction":0.5,'
+        ...                         b'"segment":{"country":"NL"},"features":{"amount":2}}')], 1000)
+        >>> c.model, c.ids, c.ts.tolist(), c.features.tolist(), t.native["fraud"].segment(int(c.segment[0]))
+        ('fraud', ['a'], [5], [[2.0]], [('country', 'NL')])
+        >>> t.columns([Record(b'{"model":"fraud","ts":5}')], 1000) is None  # not one it vouches for
+        True
+        """
+        if not self.native or not records:
+            return None
+        values = getattr(records, "values", None)
+        if values is None:
+            values = list(map(_VALUE, records))
+        assert _native is not None  # models are registered only when it is there
+        got = _native.decode(values, list(self.native.values()), max_bytes)
+        if got is None:
+            return None
+        out = []
+        for model, where, ts, pred, feats, seg, ids, versions in got:
+            n = len(ids)
+            out.append(Columns(model, np.frombuffer(where, np.int64), np.frombuffer(ts, np.int64),
+                               np.frombuffer(pred, np.float64),
+                               np.frombuffer(feats, np.float64).reshape(n, len(self.schemas[model].features)),
+                               np.frombuffer(seg, np.int64), ids, versions))
+        return out
+
+
+@dataclass(slots=True)
+class Columns:
+    """One model's events of a batch, decoded straight into columns (arrays are read-only)."""
+
+    model: str
+    where: npt.NDArray[np.int64]  # each event's position in the batch
+    ts: npt.NDArray[np.int64]
+    prediction: npt.NDArray[np.float64]
+    features: npt.NDArray[np.float64]  # one row per event, one column per monitored feature (NaN: null)
+    segment: npt.NDArray[np.int64]  # numbers in the model's native segment table
+    ids: list[str]
+    versions: list[str | None] | None  # None: no event sent a model_version
 
 
 class _NoModel(msgspec.Struct, tag_field="model", tag="\x00driftline: no such model"):

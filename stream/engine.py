@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from operator import attrgetter, itemgetter
@@ -34,7 +34,7 @@ from .contract import (
     Summary,
 )
 from .decide import AlertState, severity, step
-from .decode import DeadLetter, Event, Record, Schema, TypedDecoder, decode_batch
+from .decode import Columns, DeadLetter, Event, Record, Schema, TypedDecoder, decode_batch
 from .dedupe import Sent, notify_reason
 from .detect import Verdict, page_hinkley
 from .evaluate import TESTS, Found, either_day, evaluate
@@ -103,6 +103,9 @@ class ModelState:
         self.seen: dict[int, set[str]] = {}  # event ids per open window
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
         self.by_values: dict[Any, int] = {}  # segment key as decoded -> series id (a cache)
+        # The same cache for the native decoder: its segment number -> series id (-1: not looked up)
+        self.native_sids: npt.NDArray[np.int64] = np.full(0, -1, np.int64)
+        self.native_table: Any = None  # the native decoder's segment table those numbers refer to
         sc = cfg.shadow
         self.shadow = ShadowTracker(sc.champion, sc.min_events, sc.min_divergence) if sc is not None else None
 
@@ -115,9 +118,21 @@ class _Routed:
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64] | list[Any]
     where: npt.NDArray[np.int64]  # each event's position in the batch (its record, for a dead letter)
-    features: list[Any]  # the events' feature structs (or dicts, for a model without features)
+    # the events' feature structs (or dicts, for a model without features), or their numeric
+    # features as rows of a float matrix (the native decoder's)
+    features: list[Any] | npt.NDArray[np.float64]
     late: npt.NDArray[np.bool_]  # its window had closed when it arrived (dead-lettered at ingest)
     versions: list[str | None] | None = None  # model_version of each event, for a model in shadow mode
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A model's natively decoded events, checked clean, with what routing them will change."""
+
+    cols: Columns
+    by_window: list[tuple[int, list[str]]]  # event ids per window they fall in
+    late: npt.NDArray[np.bool_]
+    new: dict[int, tuple[dict[str, str], str]]  # native segment number -> (segment, its key) to look up
 
 
 class Engine:
@@ -153,7 +168,7 @@ class Engine:
             ttl=self.d.break_ttl, max_open=self.d.max_open_breakers, signing_key=config.commands.key()
         )
         self.stats = Stats()
-        self.typed = TypedDecoder()
+        self.typed = TypedDecoder(native=self.d.native_decoder)
         self._batch: Sequence[Record] = []  # the batch being processed (records of dead letters come from it)
         self._parts: int | npt.NDArray[np.int64] = 0  # its partition, or each record's
 
@@ -166,7 +181,6 @@ class Engine:
         if len(self.typed.schemas) != len(self.models):
             for m in self.models.values():
                 self._schema(m)
-        dec = decode_batch(records, self.d.max_event_bytes, self.typed)
         self._batch = records
         single = getattr(records, "partition", None)
         if single is not None:
@@ -174,13 +188,21 @@ class Engine:
         else:
             seen = set(map(_PARTITION, records))
             self._parts = seen.pop() if len(seen) == 1 else np.fromiter(map(_PARTITION, records), np.int64, len(records))
-        for dl in dec.dead:
-            self._dead(out, dl)
         now = self.clock() if self.clock is not None else 0.0
         now_ms = int(now * 1000) if self.clock is not None else None
+        # Each model is routed, then ingested, in turn (lazily: dead letters keep that order).
+        routed: Iterator[tuple[ModelState, _Routed | None]]
+        plans = self._plans(records, now_ms)
+        if plans is not None:  # the whole batch decoded into columns, and clean
+            routed = ((m, self._commit(m, plan)) for m, plan in plans)
+        else:
+            dec = decode_batch(records, self.d.max_event_bytes, self.typed)
+            for dl in dec.dead:
+                self._dead(out, dl)
+            routed = ((m, self._route(m, evs, where, now_ms, out))
+                      for m, evs, where in self._by_model(dec.events, dec.where, out))
         part_max: dict[int, int] = {}
-        for m, evs, where in self._by_model(dec.events, dec.where, out):
-            cols = self._route(m, evs, where, now_ms, out)
+        for m, cols in routed:
             if cols is None:
                 continue
             for p, ts in self._ingest(m, cols, out).items():
@@ -261,16 +283,9 @@ class Engine:
         if clean and now_ms is not None and int(ts.max()) > now_ms + self.d.max_future:
             clean = False
         ws = ts - ts % m.cfg.window
-        ids = [e.event_id for e in evs]
-        if (ws == ws[0]).all():
-            by_window = [(int(ws[0]), ids)]
-        else:
-            by_window = [(w, [ids[i] for i in np.flatnonzero(ws == w)]) for w in np.unique(ws).tolist()]
-        for w, part in by_window if clean else ():
-            seen = m.seen.get(w)
-            if len(set(part)) != len(part) or (seen is not None and not seen.isdisjoint(part)):
-                clean = False
-                break
+        by_window = self._by_window(ws, [e.event_id for e in evs])
+        if clean and not self._fresh(m, by_window):
+            clean = False
         keys = self._keys(m, evs)
         # A late event is dead-lettered at ingest: it must not create a series on its way there
         # (one that never received an event would never expire).
@@ -290,16 +305,89 @@ class Engine:
         assert kind is not None
         if m.spec is None:
             m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
+        self._note_seen(m, by_window)
+        values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
+        versions = [e.model_version for e in evs] if m.shadow is not None else None
+        return _Routed(np.array(sids, dtype=np.int64), ts, values, np.asarray(where, dtype=np.int64),
+                       [e.features for e in evs], late, versions)
+
+    @staticmethod
+    def _by_window(ws: npt.NDArray[np.int64], ids: list[str]) -> list[tuple[int, list[str]]]:
+        if (ws == ws[0]).all():
+            return [(int(ws[0]), ids)]
+        return [(w, [ids[i] for i in np.flatnonzero(ws == w)]) for w in np.unique(ws).tolist()]
+
+    @staticmethod
+    def _fresh(m: ModelState, by_window: list[tuple[int, list[str]]]) -> bool:
+        """No event id repeats, within the batch or with one already counted in its window."""
+        for w, part in by_window:
+            seen = m.seen.get(w)
+            if len(set(part)) != len(part) or (seen is not None and not seen.isdisjoint(part)):
+                return False
+        return True
+
+    @staticmethod
+    def _note_seen(m: ModelState, by_window: list[tuple[int, list[str]]]) -> None:
         for w, part in by_window:
             seen = m.seen.get(w)
             if seen is None:
                 m.seen[w] = set(part)
             else:
                 seen.update(part)
-        values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
-        versions = [e.model_version for e in evs] if m.shadow is not None else None
-        return _Routed(np.array(sids, dtype=np.int64), ts, values, np.asarray(where, dtype=np.int64),
-                       [e.features for e in evs], late, versions)
+
+    def _plans(self, records: Sequence[Record], now_ms: int | None) -> list[tuple[ModelState, _Plan]] | None:
+        """The batch through the native decoder, when it reads every record and every model's events
+        are clean (the checks of ``_route``); None sends the batch the event-by-event way. Changes
+        nothing but caches: a batch must not be half routed when one model's part is not clean."""
+        for name, table in self.typed.native.items():
+            m = self.models[name]
+            if m.native_table is not table or len(table) > 2 * self.d.max_series_per_model + 10_000:
+                table.clear()  # bounded: segments that never became series are forgotten
+                m.native_table, m.native_sids = table, np.full(0, -1, np.int64)
+        cols = self.typed.columns(records, self.d.max_event_bytes)
+        if cols is None:
+            return None
+        plans = []
+        for c in cols:
+            m = self.models[c.model]
+            if m.spec is not None and m.spec.kind != "numeric":
+                return None
+            if now_ms is not None and int(c.ts.max()) > now_ms + self.d.max_future:
+                return None
+            ws = c.ts - c.ts % m.cfg.window
+            by_window = self._by_window(ws, c.ids)
+            if not self._fresh(m, by_window):
+                return None
+            late = m.windows.late_mask(ws)
+            top = int(c.segment.max()) + 1
+            if len(m.native_sids) < top:
+                m.native_sids = np.concatenate([m.native_sids, np.full(max(top, 2 * len(m.native_sids)) - len(m.native_sids), -1, np.int64)])
+            unknown = np.unique(c.segment[(m.native_sids[c.segment] < 0) & ~late])
+            new: dict[int, tuple[dict[str, str], str]] = {}
+            if len(unknown):
+                table = self.typed.native[c.model]
+                for u in unknown.tolist():
+                    seg = dict(table.segment(u))
+                    new[u] = (seg, segment_key(seg))
+                fresh = sum(key not in m.by_segment for _seg, key in new.values())
+                if len(m.sids) + fresh > self.d.max_series_per_model:
+                    return None
+            plans.append((m, _Plan(c, by_window, late, new)))
+        return plans
+
+    def _commit(self, m: ModelState, plan: _Plan) -> _Routed:
+        """Route a clean plan: new series made, ids noted, the columns handed on as they are."""
+        c = plan.cols
+        if m.spec is None:
+            m.spec = NumericSpec()
+        for u, (seg, key) in plan.new.items():
+            sid = m.by_segment.get(key)
+            m.native_sids[u] = self._new_series(m, seg, key) if sid is None else sid
+        self._note_seen(m, plan.by_window)
+        versions: list[str | None] | None = None
+        if m.shadow is not None:
+            versions = c.versions if c.versions is not None else [None] * len(c.ids)
+        return _Routed(m.native_sids[c.segment], c.ts, c.prediction, c.where, c.features, plan.late, versions)
 
     def _keys(self, m: ModelState, evs: list[Any]) -> list[Any]:
         """Each event's segment as a hashable key: the typed segment struct, or the sorted pairs."""
@@ -411,7 +499,8 @@ class Engine:
             values = cols.values[keep] if isinstance(cols.values, np.ndarray) else \
                 [v for v, k in zip(cols.values, keep, strict=True) if k]
             where = cols.where[keep]
-            feats = [f for f, k in zip(cols.features, keep, strict=True) if k]
+            feats = cols.features[keep] if isinstance(cols.features, np.ndarray) else \
+                [f for f, k in zip(cols.features, keep, strict=True) if k]
             versions = None if cols.versions is None else [v for v, k in zip(cols.versions, keep, strict=True) if k]
         else:
             values, where, feats, versions = cols.values, cols.where, cols.features, cols.versions
@@ -434,7 +523,7 @@ class Engine:
                 keep = ~challenger
                 sids, ts, ws = sids[keep], ts[keep], ws[keep]
                 values = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep, strict=True) if k]
-                feats = [f for f, k in zip(feats, keep, strict=True) if k]
+                feats = feats[keep] if isinstance(feats, np.ndarray) else [f for f, k in zip(feats, keep, strict=True) if k]
                 if len(ts) == 0:
                     return part_max
         fbins = m.features.bins_of(self._feature_columns(m, feats)) if m.features is not None else None
@@ -479,9 +568,11 @@ class Engine:
             bins = spec.codes([v for v, c in zip(values, mask, strict=True) if c])
         shadow.add(ws, sids, bins, versions, spec.size)
 
-    def _feature_columns(self, m: ModelState, feats: list[Any]) -> list[Any]:
+    def _feature_columns(self, m: ModelState, feats: list[Any] | npt.NDArray[np.float64]) -> list[Any]:
         """The events' monitored features, one column each: a float array when the decoder typed every
         feature as numeric (one conversion for the whole batch), else lists of the values as sent."""
+        if isinstance(feats, np.ndarray):
+            return list(feats.T)
         schema = self.typed.schemas[m.cfg.name]
         if schema.all_numeric:
             x = np.array([msgspec.structs.astuple(f) for f in feats], dtype=np.float64).reshape(len(feats), -1)
@@ -583,6 +674,7 @@ class Engine:
         if not stale:
             return
         m.by_values.clear()
+        m.native_sids = np.full(0, -1, np.int64)
         for sid in stale:
             m.sids.remove(sid)
             m.by_segment.pop(self.series_key[sid], None)
