@@ -9,3 +9,9 @@ class Model:
 def decode(
     values: list[bytes | None], models: list[Model], max_bytes: int
 ) -> list[tuple[str, bytes, bytes, bytes, bytes, bytes, list[str], list[str | None] | None]] | None: ...
+
+def decode_lines(
+    block: bytes, models: list[Model], max_bytes: int
+) -> list[tuple[str, bytes, bytes, bytes, bytes, bytes, list[str], list[str | None] | None]] | None: ...
+
+def plain_lines(block: bytes) -> int: ...

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -11,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import orjson
 
 from .config import Config
 from .contract import Alert
-from .decode import LineBatch, Record
+from .decode import LineBatch, LineBlock, Record, plain_line_count
 from .engine import Engine, Output, segment_key
 from .metrics import Metrics
 from .publish import alert_bytes, command_bytes
@@ -80,45 +80,64 @@ def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Confi
                           idle_partitions=lambda: empty)
 
 
-def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int = 1 << 20) -> Iterator[LineBatch]:
-    """Batches of ``chunk`` lines from a JSONL file, read in large blocks (a record's ``offset`` is
-    its 1-based line number; blank lines are skipped but counted; a CR before the LF is dropped)."""
+def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int = 1 << 20
+                 ) -> Iterator[LineBatch | LineBlock]:
+    """Batches of about ``chunk`` lines from a JSONL file, read in large blocks (a record's ``offset``
+    is its 1-based line number; blank lines are skipped but counted; a CR before the LF is dropped).
+
+    A block whose lines are all plain (no blank line, no CR) goes on whole, as a ``LineBlock``;
+    blocks grow or shrink toward ``chunk`` lines from the line length seen so far.
+    """
     lineno = 0
     rest = b""
-    values: list[bytes] = []
-    numbers: list[int] = []
+    size = read_size
     while True:
-        block = fh.read(read_size)
+        block = fh.read(size)
         if not block:
             break
-        lines = block.split(b"\n")
-        lines[0] = rest + lines[0]
-        rest = lines.pop()
-        if not lines:
+        data = rest + block if rest else block
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # no line ends in it yet
+            rest = data
             continue
-        first = lines[0]  # the one line that may span two blocks
-        if b"\r" in block or first[-1:] == b"\r" or not first.strip() or _BLANK.search(block) is not None:
-            for n, line in enumerate(lines, start=lineno + 1):
-                line = line.rstrip(b"\r")
-                if line.strip():
-                    values.append(line)
-                    numbers.append(n)
+        whole, rest = data[:cut], data[cut:]
+        plain = plain_line_count(whole)
+        n = plain if plain is not None else whole.count(b"\n")
+        if plain is None:
+            yield from _plain_lines(whole, source, lineno, chunk)
         else:  # the common case: every line is an event
-            values += lines
-            numbers += range(lineno + 1, lineno + 1 + len(lines))
-        lineno += len(lines)
-        while len(values) >= chunk:
-            yield LineBatch(values[:chunk], source, numbers[:chunk])
-            values, numbers = values[chunk:], numbers[chunk:]
-    rest = rest.rstrip(b"\r")
-    if rest.strip():
-        values.append(rest)
-        numbers.append(lineno + 1)
-    if values:
-        yield LineBatch(values, source, numbers)
+            for start, end, first, lines in _pieces(whole, n, chunk, lineno):
+                yield LineBlock(whole[start:end], source, first, lines)
+        lineno += n
+        size = max(read_size, min(1 << 24, chunk * max(1, len(whole) // n)))
+    if rest:
+        yield from _plain_lines(rest, source, lineno, chunk)
 
 
-_BLANK = re.compile(rb"\n[ \t]*\n")
+def _pieces(whole: bytes, n: int, chunk: int, lineno: int) -> Iterator[tuple[int, int, int, int]]:
+    """(start, end, first line number, lines) of pieces of about ``chunk`` lines of a block of ``n``."""
+    if n <= 2 * chunk:
+        yield 0, len(whole), lineno + 1, n
+        return
+    ends = np.flatnonzero(np.frombuffer(whole, np.uint8) == 10) + 1
+    start = 0
+    for k in range(0, n, chunk):
+        end = int(ends[min(k + chunk, n) - 1])
+        yield start, end, lineno + 1 + k, min(chunk, n - k)
+        start = end
+
+
+def _plain_lines(data: bytes, source: str, lineno: int, chunk: int) -> Iterator[LineBatch]:
+    """Lines one by one: CRs dropped, blank lines skipped (but counted)."""
+    values: list[bytes] = []
+    numbers: list[int] = []
+    for n, line in enumerate(data.split(b"\n"), start=lineno + 1):
+        line = line.rstrip(b"\r")
+        if line.strip():
+            values.append(line)
+            numbers.append(n)
+    for k in range(0, len(values), chunk):
+        yield LineBatch(values[k:k + chunk], source, numbers[k:k + chunk])
 
 
 def replay_lines(

@@ -661,19 +661,77 @@ fn decode<'py>(
     models: Vec<PyRefMut<'py, Model>>,
     max_bytes: usize,
 ) -> PyResult<Option<Bound<'py, PyList>>> {
-    let mut models = models;
-    let index: FastMap<String, usize> = models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
     let mut raws: Vec<Bound<'py, PyBytes>> = Vec::with_capacity(values.len());
     for v in values.iter() {
         match v.downcast_into::<PyBytes>() {
-            Ok(b) if !b.as_bytes().is_empty() && b.as_bytes().len() <= max_bytes => raws.push(b),
+            Ok(b) => raws.push(b),
             _ => return Ok(None),
         }
     }
+    columns(py, raws.iter().map(|b| b.as_bytes()), models, max_bytes)
+}
+
+/// As [`decode`], for whole lines of a file in one block (`\n`-separated, the last one may lack
+/// it): no bytes object per line. Positions are line numbers within the block; a blank line, or
+/// one ending in a CR, is not read (the caller's line reader drops those).
+#[pyfunction]
+fn decode_lines<'py>(
+    py: Python<'py>,
+    block: &Bound<'py, PyBytes>,
+    models: Vec<PyRefMut<'py, Model>>,
+    max_bytes: usize,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let mut b = block.as_bytes();
+    if b.last() == Some(&b'\n') {
+        b = &b[..b.len() - 1];
+    }
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', b).chain(std::iter::once(b.len()));
+    let lines = ends.map(|end| {
+        let line = &b[start..end];
+        start = end + 1;
+        line
+    });
+    columns(py, lines, models, max_bytes)
+}
+
+/// The number of lines in a block of whole lines (`\n`-separated, the last one may lack it) when
+/// every line is plain: not blank, not starting with a space or tab, no CR anywhere; else -1.
+/// (One pass; CPython's search for a two-byte needle such as `"\n "` is far slower.)
+#[pyfunction]
+fn plain_lines(block: &[u8]) -> i64 {
+    let starts_plain = |at: usize| !matches!(block.get(at), Some(b'\n' | b' ' | b'\t'));
+    if block.is_empty() {
+        return 0;
+    }
+    if !starts_plain(0) || memchr::memchr(b'\r', block).is_some() {
+        return -1;
+    }
+    let mut n = 0i64;
+    for at in memchr::memchr_iter(b'\n', block) {
+        if !starts_plain(at + 1) {
+            return -1;
+        }
+        n += 1;
+    }
+    n + (block.last() != Some(&b'\n')) as i64
+}
+
+fn columns<'a, 'py>(
+    py: Python<'py>,
+    raws: impl Iterator<Item = &'a [u8]>,
+    models: Vec<PyRefMut<'py, Model>>,
+    max_bytes: usize,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let mut models = models;
+    let index: FastMap<String, usize> = models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
     let mut groups: Vec<Group> = (0..models.len()).map(|_| Group::default()).collect();
     let mut sc = Scratch::default();
-    for (at, b) in raws.iter().enumerate() {
-        if event(b.as_bytes(), at as i64, &mut models, &index, &mut groups, &mut sc).is_err() {
+    for (at, raw) in raws.enumerate() {
+        if raw.is_empty() || raw.len() > max_bytes || raw.last() == Some(&b'\r') {
+            return Ok(None);
+        }
+        if event(raw, at as i64, &mut models, &index, &mut groups, &mut sc).is_err() {
             return Ok(None);
         }
     }
@@ -710,5 +768,7 @@ fn decode<'py>(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(plain_lines, m)?)?;
     Ok(())
 }
