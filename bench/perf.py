@@ -5,10 +5,11 @@
 One topic of ``--events`` events (``--segments`` segments, the prediction plus 10 numeric features,
 JSON of about 400 bytes, two simulated weeks) is produced once, then:
 
-1. limit: a plain confluent-kafka consumer reads it in batches of 10,000 and discards them, once
-   with Python's default garbage-collector settings (as such a consumer is usually written) and once
-   with the settings `driftline run` uses (stream.cli.tune_gc); then the decode floor: the same
-   consumer plus driftline's typed JSON decoder on every message, nothing else;
+1. limit: a plain confluent-kafka consumer reads it in batches of 10,000, takes each message's
+   value and discards them, once with Python's default garbage-collector settings (as such a
+   consumer is usually written) and once with the settings `driftline run` uses
+   (stream.cli.tune_gc); then the decode floor: the same consumer plus driftline's batch decoder
+   (the compiled one, or msgspec's typed decoder when it is not built), nothing else;
 2. driftline: the service's whole loop (decode, validate, window, sketch, detect, decide, produce,
    transactions with state and offsets) over the same topic, monitoring the prediction and the
    10 features; the rate is timed from the first to the last batch;
@@ -44,7 +45,7 @@ from confluent_kafka import Consumer  # noqa: E402
 
 from stream.cli import tune_gc  # noqa: E402
 from stream.config import Config, KafkaConfig, MetricsConfig, ModelConfig  # noqa: E402
-from stream.decode import Schema, TypedDecoder  # noqa: E402
+from stream.decode import Schema, TypedDecoder, _native  # noqa: E402
 from stream.engine import segment_key  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
 
@@ -72,7 +73,7 @@ def make_events(n: int, segments: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def plain_consume(bootstrap: str, topic: str, total: int, decode: Callable[[bytes], object] | None = None) -> float:
+def plain_consume(bootstrap: str, topic: str, total: int, decode: Callable[[list[bytes]], object] | None = None) -> float:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"plain-{uuid.uuid4().hex[:8]}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 4_194_304})
@@ -82,12 +83,9 @@ def plain_consume(bootstrap: str, topic: str, total: int, decode: Callable[[byte
     try:
         while seen < total:
             msgs = c.consume(num_messages=10_000, timeout=1.0)
-            if decode is None:
-                for m in msgs:
-                    m.value()
-            else:
-                for m in msgs:
-                    decode(m.value())  # type: ignore[arg-type]
+            values = [m.value() for m in msgs]
+            if decode is not None:
+                decode(values)  # type: ignore[arg-type]
             seen += len(msgs)
             if msgs and not first:
                 first = time.perf_counter()  # timed from the end of the first batch, as for driftline
@@ -165,7 +163,7 @@ def main() -> int:
     ap.add_argument("--segments", type=int, default=1000)
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--river-sample", type=int, default=200_000)
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of all measures (medians are printed)")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds of all measures (medians are printed)")
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -189,6 +187,12 @@ def main() -> int:
 
     typed = TypedDecoder()
     typed.set(Schema("fraud", ["country", "channel"], FEATURES, ["numeric"] * len(FEATURES)))
+    if typed.native:  # the compiled batch decoder, as driftline runs it
+        native = list(typed.native.values())
+        floor_decode: Callable[[list[bytes]], object] = lambda values: _native.decode(values, native, 65536)  # noqa: E731
+    else:  # built without Rust: the typed msgspec decoder per message
+        one = typed.decoder()
+        floor_decode = lambda values: [one(v) for v in values]  # noqa: E731
     rows: dict[str, list[float]] = {k: [] for k in ("limit_default", "limit", "floor", "ours", "replay", "river")}
     close_share: list[tuple[float, int]] = []
     for r in range(args.repeat):  # the measures take turns, so that a slow spell of the machine hits all of them
@@ -197,7 +201,7 @@ def main() -> int:
         rows["limit_default"].append(plain_consume(args.bootstrap, topic, n))
         tune_gc()  # as `driftline run` and `driftline replay` do
         rows["limit"].append(plain_consume(args.bootstrap, topic, n))
-        rows["floor"].append(plain_consume(args.bootstrap, topic, n, typed.decoder()))
+        rows["floor"].append(plain_consume(args.bootstrap, topic, n, floor_decode))
         rows["ours"].append(driftline_rate(args.bootstrap, topic, models))
         rate, in_close, windows = replay_rate(jsonl, models)
         rows["replay"].append(rate)
@@ -213,7 +217,7 @@ def main() -> int:
     print(f"\nmedians of {args.repeat} rounds (events/s) and medians of the per-round ratios:")
     print(f"limit (plain consumer, batches of 10,000, discard), default GC settings: {med['limit_default']:,.0f}")
     print(f"limit, GC as driftline sets it (stream.cli.tune_gc): {med['limit']:,.0f}")
-    print(f"decode floor (that consumer + driftline's typed JSON decode, nothing else): {med['floor']:,.0f} "
+    print(f"decode floor (that consumer + driftline's batch decoder{'' if typed.native else ' (msgspec: native not built)'}, nothing else): {med['floor']:,.0f} "
           f"(ratio to the limit {ratio('floor', 'limit'):.2f})")
     print(f"driftline run (whole pipeline, {args.partitions} partitions): {med['ours']:,.0f}")
     print(f"ratio driftline / limit: {ratio('ours', 'limit'):.2f} (to the default-GC limit "

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from .config import KafkaConfig
 from .decode import Record
@@ -20,6 +20,27 @@ from .decode import Record
 _new_record = tuple.__new__  # Record's generated constructor is Python code: this is its C core, once per message
 
 log = logging.getLogger("driftline.consume")
+
+
+class MessageRun(Sequence[Record]):
+    """One partition's messages of a consumed batch: their values, for the decoder, and a ``Record``
+    made only when one is asked for (a dead letter needs its key, topic and offset; a good event
+    needs only its value). Building a record per message took a sixth of the service's time.
+    """
+
+    __slots__ = ("partition", "msgs", "values")
+
+    def __init__(self, partition: int):
+        self.partition = partition
+        self.msgs: list[Message] = []
+        self.values: list[bytes | None] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> Record:  # type: ignore[override]
+        msg = self.msgs[i]
+        return _new_record(Record, (self.values[i], msg.key(), msg.topic(), self.partition, msg.offset() or 0))
 
 
 def client_settings(cfg: KafkaConfig) -> dict[str, Any]:
@@ -78,10 +99,11 @@ class BatchConsumer:
         elif self._on_revoke:
             self._on_revoke([p.partition for p in parts])
 
-    def batch(self) -> list[Record]:
-        """Up to ``batch_size`` records; errors that are not retriable raise."""
+    def batch(self) -> dict[int, MessageRun]:
+        """Up to ``batch_size`` records, by partition; errors that are not retriable raise."""
         msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.poll_timeout)
-        out: list[Record] = []
+        runs: dict[int, MessageRun] = {}
+        run: MessageRun | None = None
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -93,8 +115,14 @@ class BatchConsumer:
                 # retried by librdkafka itself; the loop keeps polling so the group can recover.
                 log.warning("consumer error (retried by the client): %s", err.str())
                 continue
-            out.append(_new_record(Record, (msg.value(), msg.key(), msg.topic(), msg.partition() or 0, msg.offset() or 0)))
-        return out
+            p = msg.partition() or 0
+            if run is None or run.partition != p:  # a batch comes in runs per partition
+                run = runs.get(p)
+                if run is None:
+                    run = runs[p] = MessageRun(p)
+            run.msgs.append(msg)
+            run.values.append(msg.value())
+        return runs
 
     def caught_up(self) -> list[int]:
         """Assigned partitions whose position has reached the (cached) high watermark; ``lag`` is

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import html
-import itertools
 import logging
-import operator
 import signal
 import threading
 import time
@@ -34,9 +32,8 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from .alertmanager import AlertmanagerSink
 from .config import Config
-from .consume import BatchConsumer
+from .consume import BatchConsumer, MessageRun
 from .contract import Alert
-from .decode import Record
 from .engine import Engine, Output
 from .http import StatusServer
 from .metrics import Metrics
@@ -45,7 +42,6 @@ from .state import StateError, compress, decompress, from_chunks, from_records, 
 from .topics import read_topic
 
 log = logging.getLogger("driftline.service")
-_PARTITION = operator.itemgetter(3)  # Record.partition
 RECENT_ALERTS = 500  # alerts kept for the /alerts pages
 
 
@@ -200,10 +196,7 @@ class Service:
                 self.alertmanager.close()
         return self.summary(started)
 
-    def _process(self, records: list[Record], caught_up: list[int]) -> None:
-        by_partition: dict[int, list[Record]] = {}
-        for p, run in itertools.groupby(records, key=_PARTITION):  # a batch comes in runs per partition
-            by_partition.setdefault(p, []).extend(run)
+    def _process(self, by_partition: dict[int, MessageRun], caught_up: list[int]) -> None:
         for p in caught_up:
             part = self.partitions.get(p)
             if part is not None:
