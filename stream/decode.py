@@ -390,7 +390,7 @@ class LineBatch(Sequence[Record]):
 
 def plain_line_count(block: bytes) -> int | None:
     """The number of lines of a block of whole lines when every one is plain (not blank, not starting
-    with a space or a tab, no CR anywhere), else None.
+    with whitespace, no CR anywhere), else None.
 
     >>> plain_line_count(b'{"a":1}\\n{"a":2}\\n'), plain_line_count(b'{"a":1}\\n\\n{"a":2}'), plain_line_count(b'{}\\r\\n')
     (2, None, None)
@@ -400,9 +400,25 @@ def plain_line_count(block: bytes) -> int | None:
         return None if n < 0 else n
     if not block:
         return 0
-    if b"\r" in block or b"\n\n" in block or b"\n " in block or b"\n\t" in block or block[:1] in b" \t\n":
+    if b"\r" in block or block[:1] in b" \t\n\x0b\x0c" or any(b"\n" + c in block for c in (b"\n", b" ", b"\t", b"\x0b", b"\x0c")):
         return None
     return block.count(b"\n") + (not block.endswith(b"\n"))
+
+
+def line_end(block: bytes, k: int) -> int:
+    """The offset just past the ``k``-th newline of ``block`` (k >= 1), or -1 when it has fewer.
+
+    >>> line_end(b"a\\nb\\nc\\n", 2), line_end(b"a\\n", 2)
+    (4, -1)
+    """
+    if _native is not None:
+        return _native.line_end(block, k)
+    at = -1
+    for _ in range(k):
+        at = block.find(b"\n", at + 1)
+        if at < 0:
+            return -1
+    return at + 1
 
 
 class LineBlock(Sequence[Record]):

@@ -348,7 +348,7 @@ class Engine:
         if cols is None:
             return None
         plans = []
-        for c in cols:
+        for c in sorted(cols, key=lambda c: int(c.where[0])):  # models in order of first event, as _by_model
             m = self.models[c.model]
             if m.spec is not None and m.spec.kind != "numeric":
                 return None
@@ -362,11 +362,11 @@ class Engine:
             top = int(c.segment.max()) + 1
             if len(m.native_sids) < top:
                 m.native_sids = np.concatenate([m.native_sids, np.full(max(top, 2 * len(m.native_sids)) - len(m.native_sids), -1, np.int64)])
-            unknown = np.unique(c.segment[(m.native_sids[c.segment] < 0) & ~late])
+            unknown, first = np.unique(c.segment[(m.native_sids[c.segment] < 0) & ~late], return_index=True)
             new: dict[int, tuple[dict[str, str], str]] = {}
             if len(unknown):
                 table = self.typed.native[c.model]
-                for u in unknown.tolist():
+                for u in unknown[np.argsort(first)].tolist():  # new series in event order, as _route
                     seg = dict(table.segment(u))
                     new[u] = (seg, segment_key(seg))
                 fresh = sum(key not in m.by_segment for _seg, key in new.values())

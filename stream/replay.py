@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 import orjson
 
 from .config import Config
 from .contract import Alert
-from .decode import LineBatch, LineBlock, Record, plain_line_count
+from .decode import LineBatch, LineBlock, Record, line_end, plain_line_count
 from .engine import Engine, Output, segment_key
 from .metrics import Metrics
 from .publish import alert_bytes, command_bytes
@@ -82,12 +81,14 @@ def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Confi
 
 def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int = 1 << 20
                  ) -> Iterator[LineBatch | LineBlock]:
-    """Batches of about ``chunk`` lines from a JSONL file, read in large blocks (a record's ``offset``
-    is its 1-based line number; blank lines are skipped but counted; a CR before the LF is dropped).
+    """Batches of ``chunk`` lines (the last may be shorter) from a JSONL file, read in large blocks: a
+    record's ``offset`` is its 1-based line number; blank lines are skipped but counted; a CR before
+    the LF is dropped. The batches do not depend on the block size (the watermark moves per batch).
 
-    A block whose lines are all plain (no blank line, no CR) goes on whole, as a ``LineBlock``;
-    blocks grow or shrink toward ``chunk`` lines from the line length seen so far.
+    Runs of plain lines (no blank line, no CR) go on as one block of bytes each (``LineBlock``);
+    reads grow toward ``chunk`` lines from the line length seen so far.
     """
+    cut_into = _Chunker(source, chunk)
     lineno = 0
     rest = b""
     size = read_size
@@ -101,43 +102,72 @@ def file_batches(fh: IO[bytes], source: str, chunk: int = 5000, read_size: int =
             rest = data
             continue
         whole, rest = data[:cut], data[cut:]
-        plain = plain_line_count(whole)
-        n = plain if plain is not None else whole.count(b"\n")
-        if plain is None:
-            yield from _plain_lines(whole, source, lineno, chunk)
+        n = plain_line_count(whole)
+        if n is None:
+            n = whole.count(b"\n")
+            yield from cut_into.lines(whole, lineno + 1)
         else:  # the common case: every line is an event
-            for start, end, first, lines in _pieces(whole, n, chunk, lineno):
-                yield LineBlock(whole[start:end], source, first, lines)
+            yield from cut_into.plain(whole, lineno + 1, n)
         lineno += n
         size = max(read_size, min(1 << 24, chunk * max(1, len(whole) // n)))
     if rest:
-        yield from _plain_lines(rest, source, lineno, chunk)
+        yield from cut_into.lines(rest, lineno + 1)
+    yield from cut_into.finish()
 
 
-def _pieces(whole: bytes, n: int, chunk: int, lineno: int) -> Iterator[tuple[int, int, int, int]]:
-    """(start, end, first line number, lines) of pieces of about ``chunk`` lines of a block of ``n``."""
-    if n <= 2 * chunk:
-        yield 0, len(whole), lineno + 1, n
-        return
-    ends = np.flatnonzero(np.frombuffer(whole, np.uint8) == 10) + 1
-    start = 0
-    for k in range(0, n, chunk):
-        end = int(ends[min(k + chunk, n) - 1])
-        yield start, end, lineno + 1 + k, min(chunk, n - k)
-        start = end
+class _Chunker:
+    """Cuts a file's lines into batches of exactly ``chunk`` lines. Plain lines wait as one block of
+    bytes, other lines one by one; at most one of the two holds lines at any time."""
 
+    def __init__(self, source: str, chunk: int):
+        self.source, self.chunk = source, chunk
+        self.block, self.first, self.n = b"", 0, 0  # plain lines waiting: bytes, first line number, count
+        self.values: list[bytes] = []  # lines waiting one by one, with their numbers
+        self.numbers: list[int] = []
 
-def _plain_lines(data: bytes, source: str, lineno: int, chunk: int) -> Iterator[LineBatch]:
-    """Lines one by one: CRs dropped, blank lines skipped (but counted)."""
-    values: list[bytes] = []
-    numbers: list[int] = []
-    for n, line in enumerate(data.split(b"\n"), start=lineno + 1):
-        line = line.rstrip(b"\r")
-        if line.strip():
-            values.append(line)
-            numbers.append(n)
-    for k in range(0, len(values), chunk):
-        yield LineBatch(values[k:k + chunk], source, numbers[k:k + chunk])
+    def plain(self, whole: bytes, first: int, n: int) -> Iterator[LineBatch | LineBlock]:
+        """``n`` plain, whole lines, the first numbered ``first``."""
+        if self.values:  # a batch is being made line by line: complete it first
+            take = min(self.chunk - len(self.values), n)
+            cut = line_end(whole, take)
+            self.values += whole[:cut].split(b"\n")[:-1]
+            self.numbers += range(first, first + take)
+            whole, first, n = whole[cut:], first + take, n - take
+            if len(self.values) == self.chunk:
+                yield self._lines()
+            if not n:
+                return
+        if self.n:
+            whole, first, n = self.block + whole, self.first, self.n + n
+        while n >= self.chunk:
+            cut = line_end(whole, self.chunk)
+            yield LineBlock(whole[:cut], self.source, first, self.chunk)
+            whole, first, n = whole[cut:], first + self.chunk, n - self.chunk
+        self.block, self.first, self.n = whole, first, n
+
+    def lines(self, data: bytes, first: int) -> Iterator[LineBatch]:
+        """Lines that may be blank or end in a CR (the first numbered ``first``)."""
+        if self.n:  # the plain lines waiting join the line-by-line batch
+            self.values, self.numbers = self.block.split(b"\n")[:-1], list(range(self.first, self.first + self.n))
+            self.block, self.n = b"", 0
+        for number, line in enumerate(data.split(b"\n"), start=first):
+            line = line.rstrip(b"\r")
+            if line.strip():
+                self.values.append(line)
+                self.numbers.append(number)
+                if len(self.values) == self.chunk:
+                    yield self._lines()
+
+    def finish(self) -> Iterator[LineBatch | LineBlock]:
+        if self.n:
+            yield LineBlock(self.block, self.source, self.first, self.n)
+        if self.values:
+            yield self._lines()
+
+    def _lines(self) -> LineBatch:
+        batch = LineBatch(self.values, self.source, self.numbers)
+        self.values, self.numbers = [], []
+        return batch
 
 
 def replay_lines(

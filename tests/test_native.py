@@ -53,7 +53,7 @@ def _same(ev: object, col: object, t: TypedDecoder) -> None:
     assert c.ts.tolist() == [ev.ts]  # type: ignore[attr-defined]
     want = float(ev.prediction)  # type: ignore[attr-defined]
     got = float(c.prediction[0])  # type: ignore[attr-defined]
-    assert got == want and math.copysign(1, got) == math.copysign(1, want) or got == want == 0
+    assert got == want and math.copysign(1, got) == math.copysign(1, want)  # -0 is 0.0, -0.0 is -0.0
     seg = dict(t.native[c.model].segment(int(c.segment[0])))  # type: ignore[attr-defined]
     if c.model in _KEY:  # type: ignore[attr-defined]
         assert seg == dict(zip(_KEY[c.model], msgspec.structs.astuple(ev.segment), strict=True))  # type: ignore[attr-defined]
@@ -283,3 +283,53 @@ def test_a_replayed_file_gives_the_same_alerts_and_dead_letters_with_and_without
     assert outs[0] == outs[1]
     assert outs[0][1].count(b'"firing"') >= 1
     assert [orjson.loads(x)["line"] for x in outs[0][2].splitlines()] == [5001, 12001]  # malformed, duplicate
+
+
+@needs_native
+@pytest.mark.parametrize(("text", "value"), [(b"-0", 0.0), (b"-0.0", -0.0), (b"0", 0.0), (b"-0e0", -0.0)])
+def test_zero_reads_as_msgspec_reads_it(text: bytes, value: float) -> None:
+    """The integer -0 is the integer 0, so the float 0.0; the float -0.0 keeps its sign."""
+    t = _decoders()
+    raw = b'{"model":"m1","event_id":"a","ts":1,"prediction":%s,"features":{"a":%s}}' % (text, text)
+    [c] = t.columns([Record(raw)], 65536) or []
+    ev = t.decoder()(raw)
+    for got in (float(c.prediction[0]), float(c.features[0][0])):
+        assert got == value and math.copysign(1, got) == math.copysign(1, value) == math.copysign(1, ev.prediction)
+
+
+def _small(model: str, i: int, ts: int, seg: str = "x") -> bytes:
+    return orjson.dumps({"model": model, "event_id": f"{model}{i}{seg}", "ts": ts, "prediction": 0.5, "segment": {"r": seg}})
+
+
+def _both(batches: list[list[bytes]]) -> list[tuple[Engine, list[tuple[str, int]]]]:
+    """Engines with and without the native decoder fed the same batches, and their dead letters."""
+    runs = []
+    for native in (True, False):
+        e = Engine(Config(models={"a": ModelConfig(), "b": ModelConfig()}, defaults=Defaults(native_decoder=native)))
+        dead = []
+        for batch in batches:
+            out = e.process([Record(r, None, "in", 0, i) for i, r in enumerate(batch)])
+            dead += [(d.reason, d.record.offset) for d in out.dead_letters]
+        runs.append((e, dead))
+    return runs
+
+
+@needs_native
+def test_late_events_of_two_models_are_dead_lettered_in_batch_order_on_both_paths() -> None:
+    t0 = END - 10 * HOUR_MS
+    (_, on), (_, off) = _both([[_small("a", 1, t0), _small("b", 1, t0), _small("a", 2, t0 + 3 * HOUR_MS),
+                                _small("b", 2, t0 + 3 * HOUR_MS)],
+                               [_small("b", 3, t0), _small("a", 3, t0)]])
+    assert on == off == [("late", 0), ("late", 1)]
+
+
+@needs_native
+def test_new_series_are_numbered_in_event_order_on_both_paths() -> None:
+    """Segments the native decoder saw earlier (on late events, which make no series) must not
+    jump the queue when their series are made."""
+    t0 = END - 10 * HOUR_MS
+    (on, on_dead), (off, off_dead) = _both([[_small("a", 1, t0, "z"), _small("a", 2, t0 + 3 * HOUR_MS, "z")],
+                                            [_small("a", 3, t0, "x"), _small("a", 4, t0, "y")],
+                                            [_small("a", 5, t0 + 3 * HOUR_MS, "y"), _small("a", 6, t0 + 3 * HOUR_MS, "x")]])
+    assert on.series_key == off.series_key == ["r=z", "r=y", "r=x"]
+    assert on_dead == off_dead == [("late", 0), ("late", 1)]

@@ -74,8 +74,9 @@ def test_replay_a_topic_history_from_a_given_time(kafka_bootstrap: str, prefix: 
 
 
 def test_file_batches_match_a_plain_line_split_whatever_the_block_size() -> None:
-    """Blank and whitespace-only lines are skipped but counted, a CR before the LF is dropped, and a
-    line cut by a block boundary comes out whole (seeded random files, many block sizes)."""
+    """Blank and whitespace-only lines are skipped but counted, a CR before the LF is dropped, a line
+    cut by a block boundary comes out whole, and batches are cut the same whatever the block size
+    (seeded random files, many block sizes)."""
     import io
     import random
 
@@ -86,13 +87,16 @@ def test_file_batches_match_a_plain_line_split_whatever_the_block_size() -> None
         lines = []
         for i in range(rng.randint(0, 30)):
             kind = rng.random()
-            lines.append(b"" if kind < 0.1 else b"  \t" if kind < 0.15 else b'{"i":%d}' % i + (b"\r" if kind > 0.9 else b""))
+            blank = rng.choice([b"", b"  \t", b"\x0b", b"\x0c "])
+            lines.append(blank if kind < 0.15 else b'{"i":%d}' % i + (b"\r" if kind > 0.9 else b""))
         data = b"\n".join(lines) + (b"\n" if rng.random() < 0.5 else b"")
         want = [(line.rstrip(b"\r"), n) for n, line in enumerate(data.split(b"\n"), start=1) if line.strip()]
         for size in (1, 2, 3, 7, 13, 64, 1 << 20):
-            got = [(r.value, r.offset) for batch in file_batches(io.BytesIO(data), "f", chunk=3, read_size=size)
-                   for r in batch]
+            batches = list(file_batches(io.BytesIO(data), "f", chunk=3, read_size=size))
+            got = [(r.value, r.offset) for batch in batches for r in batch]
             assert got == want, (data, size)
+            # exactly `chunk` lines a batch whatever the block size: the watermark moves per batch
+            assert [len(b) for b in batches] == [3] * (len(want) // 3) + ([len(want) % 3] if len(want) % 3 else [])
 
 
 @pytest.mark.kafka

@@ -20,8 +20,8 @@ const MAX_DEPTH: usize = 64;
 /// A segment key the event leaves out has this value (as in the typed decoder).
 const NONE: &str = "(none)";
 
-/// FNV-1a: keys here are short strings from the process's own configuration and segment values;
-/// SipHash's flood resistance is not needed (the engine caps segments) and costs a third of a decode.
+/// FNV-1a, for the feature names (keys from the process's own configuration). The segment table,
+/// whose keys come from the input, keeps std's keyed SipHash: crafted segments cannot make it slow.
 #[derive(Default, Clone, Copy)]
 struct Fnv(u64);
 
@@ -246,7 +246,8 @@ impl<'a> P<'a> {
             }
             const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
             let x = m as f64 / POW10[frac.len()];
-            quick = Some(if neg { -x } else { x });
+            // an integer literal is an integer first: "-0" is 0, and 0.0 as a float (as msgspec reads it)
+            quick = Some(if neg && !(int && m == 0) { -x } else { x });
         }
         // SAFETY: ASCII by construction.
         Ok((unsafe { std::str::from_utf8_unchecked(&b[s..j]) }, int, quick))
@@ -358,7 +359,7 @@ struct Model {
     segment_by: Option<Vec<String>>,
     features: Vec<String>,
     feature_index: FastMap<String, usize>,
-    ids: FastMap<Vec<u8>, i64>,
+    ids: HashMap<Vec<u8>, i64>,
     segments: Vec<Vec<(String, String)>>,
 }
 
@@ -371,7 +372,7 @@ impl Model {
     #[pyo3(signature = (name, segment_by, features))]
     fn new(name: String, segment_by: Option<Vec<String>>, features: Vec<String>) -> Self {
         let feature_index = features.iter().enumerate().map(|(j, f)| (f.clone(), j)).collect();
-        Model { name, segment_by, features, feature_index, ids: FastMap::default(), segments: Vec::new() }
+        Model { name, segment_by, features, feature_index, ids: HashMap::new(), segments: Vec::new() }
     }
 
     /// The segment of number `i`, as (key, value) pairs (in `segment_by` order, else by key).
@@ -696,11 +697,12 @@ fn decode_lines<'py>(
 }
 
 /// The number of lines in a block of whole lines (`\n`-separated, the last one may lack it) when
-/// every line is plain: not blank, not starting with a space or tab, no CR anywhere; else -1.
+/// every line is plain: not blank, not starting with whitespace, no CR anywhere; else -1.
 /// (One pass; CPython's search for a two-byte needle such as `"\n "` is far slower.)
 #[pyfunction]
 fn plain_lines(block: &[u8]) -> i64 {
-    let starts_plain = |at: usize| !matches!(block.get(at), Some(b'\n' | b' ' | b'\t'));
+    // what bytes.strip() strips, at the start of a line: such a line may be blank
+    let starts_plain = |at: usize| !matches!(block.get(at), Some(b'\n' | b' ' | b'\t' | b'\x0b' | b'\x0c'));
     if block.is_empty() {
         return 0;
     }
@@ -715,6 +717,15 @@ fn plain_lines(block: &[u8]) -> i64 {
         n += 1;
     }
     n + (block.last() != Some(&b'\n')) as i64
+}
+
+/// The offset just past the `k`-th newline of a block (k >= 1), or -1 when it has fewer.
+#[pyfunction]
+fn line_end(block: &[u8], k: usize) -> i64 {
+    match k.checked_sub(1).and_then(|k| memchr::memchr_iter(b'\n', block).nth(k)) {
+        Some(at) => at as i64 + 1,
+        None => -1,
+    }
 }
 
 fn columns<'a, 'py>(
@@ -770,5 +781,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(decode_lines, m)?)?;
     m.add_function(wrap_pyfunction!(plain_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(line_end, m)?)?;
     Ok(())
 }
