@@ -6,10 +6,11 @@ One topic of ``--events`` events (``--segments`` segments, the prediction plus 1
 JSON of about 400 bytes, two simulated weeks) is produced once, then:
 
 1. limit: a plain confluent-kafka consumer reads it in batches of 10,000, takes each message's
-   value and discards them, once with Python's default garbage-collector settings (as such a
-   consumer is usually written) and once with the settings `driftline run` uses
-   (stream.cli.tune_gc); then the decode floor: the same consumer plus driftline's batch decoder
-   (the compiled one, or msgspec's typed decoder when it is not built), nothing else;
+   value and discards them, once with Python's and librdkafka's default settings (as such a
+   consumer is usually written) and once with the garbage-collector and fetch settings `driftline
+   run` uses (stream.cli.tune_gc, stream.consume.FETCH): the limit; then the decode floor: the
+   limit's consumer plus driftline's batch decoder (the compiled one, or msgspec's typed decoder
+   when it is not built), nothing else;
 2. driftline: the service's whole loop (decode, validate, window, sketch, detect, decide, produce,
    transactions with state and offsets) over the same topic, monitoring the prediction and the
    10 features; the rate is timed from the first to the last batch;
@@ -45,6 +46,7 @@ from confluent_kafka import Consumer  # noqa: E402
 
 from stream.cli import tune_gc  # noqa: E402
 from stream.config import Config, KafkaConfig, MetricsConfig, ModelConfig  # noqa: E402
+from stream.consume import FETCH  # noqa: E402
 from stream.decode import Schema, TypedDecoder, _native  # noqa: E402
 from stream.engine import segment_key  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
@@ -73,10 +75,11 @@ def make_events(n: int, segments: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def plain_consume(bootstrap: str, topic: str, total: int, decode: Callable[[list[bytes]], object] | None = None) -> float:
+def plain_consume(bootstrap: str, topic: str, total: int, decode: Callable[[list[bytes]], object] | None = None,
+                  settings: dict[str, Any] | None = None) -> float:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"plain-{uuid.uuid4().hex[:8]}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 4_194_304})
+                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 4_194_304, **(settings or {})})
     c.subscribe([topic])
     seen = timed = 0
     first = 0.0
@@ -200,8 +203,8 @@ def main() -> int:
         gc.set_threshold(*DEFAULT_GC)
         rows["limit_default"].append(plain_consume(args.bootstrap, topic, n))
         tune_gc()  # as `driftline run` and `driftline replay` do
-        rows["limit"].append(plain_consume(args.bootstrap, topic, n))
-        rows["floor"].append(plain_consume(args.bootstrap, topic, n, floor_decode))
+        rows["limit"].append(plain_consume(args.bootstrap, topic, n, settings=FETCH))
+        rows["floor"].append(plain_consume(args.bootstrap, topic, n, floor_decode, settings=FETCH))
         rows["ours"].append(driftline_rate(args.bootstrap, topic, models))
         rate, in_close, windows = replay_rate(jsonl, models)
         rows["replay"].append(rate)
@@ -215,12 +218,13 @@ def main() -> int:
         return statistics.median(x / y for x, y in zip(rows[a], rows[b], strict=True))
 
     print(f"\nmedians of {args.repeat} rounds (events/s) and medians of the per-round ratios:")
-    print(f"limit (plain consumer, batches of 10,000, discard), default GC settings: {med['limit_default']:,.0f}")
-    print(f"limit, GC as driftline sets it (stream.cli.tune_gc): {med['limit']:,.0f}")
+    print(f"plain consumer (batches of 10,000, discard) with Python's and librdkafka's defaults: {med['limit_default']:,.0f}")
+    print(f"limit: that consumer with driftline's GC and fetch settings (stream.cli.tune_gc, "
+          f"stream.consume.FETCH): {med['limit']:,.0f}")
     print(f"decode floor (that consumer + driftline's batch decoder{'' if typed.native else ' (msgspec: native not built)'}, nothing else): {med['floor']:,.0f} "
           f"(ratio to the limit {ratio('floor', 'limit'):.2f})")
     print(f"driftline run (whole pipeline, {args.partitions} partitions): {med['ours']:,.0f}")
-    print(f"ratio driftline / limit: {ratio('ours', 'limit'):.2f} (to the default-GC limit "
+    print(f"ratio driftline / limit: {ratio('ours', 'limit'):.2f} (to the consumer with defaults "
           f"{ratio('ours', 'limit_default'):.2f}, to the decode floor {ratio('ours', 'floor'):.2f})")
     in_close, windows = close_share[len(close_share) // 2]
     print(f"replay (file, no Kafka, one core): {med['replay']:,.0f}; {1e6 / med['replay']:.2f} us per event, of which "
