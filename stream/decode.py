@@ -405,15 +405,16 @@ def plain_line_count(block: bytes) -> int | None:
     return block.count(b"\n") + (not block.endswith(b"\n"))
 
 
-def line_end(block: bytes, k: int) -> int:
-    """The offset just past the ``k``-th newline of ``block`` (k >= 1), or -1 when it has fewer.
+def line_end(block: bytes, k: int, start: int = 0) -> int:
+    """The offset just past the ``k``-th newline of ``block`` at or after ``start`` (k >= 1), or -1
+    when it has fewer.
 
-    >>> line_end(b"a\\nb\\nc\\n", 2), line_end(b"a\\n", 2)
-    (4, -1)
+    >>> line_end(b"a\\nb\\nc\\n", 2), line_end(b"a\\nb\\nc\\n", 2, start=2), line_end(b"a\\n", 2)
+    (4, 6, -1)
     """
     if _native is not None:
-        return _native.line_end(block, k)
-    at = -1
+        return _native.line_end(block, k, start)
+    at = start - 1
     for _ in range(k):
         at = block.find(b"\n", at + 1)
         if at < 0:

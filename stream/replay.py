@@ -126,24 +126,35 @@ class _Chunker:
         self.numbers: list[int] = []
 
     def plain(self, whole: bytes, first: int, n: int) -> Iterator[LineBatch | LineBlock]:
-        """``n`` plain, whole lines, the first numbered ``first``."""
+        """``n`` plain, whole lines, the first numbered ``first``. Each byte is copied once, into the
+        batch it ends up in (offsets into ``whole``, no sliced remainders)."""
+        start = 0
         if self.values:  # a batch is being made line by line: complete it first
             take = min(self.chunk - len(self.values), n)
             cut = line_end(whole, take)
             self.values += whole[:cut].split(b"\n")[:-1]
             self.numbers += range(first, first + take)
-            whole, first, n = whole[cut:], first + take, n - take
+            start, first, n = cut, first + take, n - take
             if len(self.values) == self.chunk:
                 yield self._lines()
             if not n:
                 return
-        if self.n:
-            whole, first, n = self.block + whole, self.first, self.n + n
+        if self.n:  # plain lines waiting: complete their batch, or wait on
+            need = self.chunk - self.n
+            if n < need:
+                self.block += whole[start:]
+                self.n += n
+                return
+            cut = line_end(whole, need, start)
+            yield LineBlock(self.block + whole[start:cut], self.source, self.first, self.chunk)
+            self.block, self.n = b"", 0
+            start, first, n = cut, first + need, n - need
         while n >= self.chunk:
-            cut = line_end(whole, self.chunk)
-            yield LineBlock(whole[:cut], self.source, first, self.chunk)
-            whole, first, n = whole[cut:], first + self.chunk, n - self.chunk
-        self.block, self.first, self.n = whole, first, n
+            cut = line_end(whole, self.chunk, start)
+            yield LineBlock(whole[start:cut], self.source, first, self.chunk)
+            start, first, n = cut, first + self.chunk, n - self.chunk
+        if n:
+            self.block, self.first, self.n = whole[start:], first, n
 
     def lines(self, data: bytes, first: int) -> Iterator[LineBatch]:
         """Lines that may be blank or end in a CR (the first numbered ``first``)."""

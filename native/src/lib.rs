@@ -719,11 +719,14 @@ fn plain_lines(block: &[u8]) -> i64 {
     n + (block.last() != Some(&b'\n')) as i64
 }
 
-/// The offset just past the `k`-th newline of a block (k >= 1), or -1 when it has fewer.
+/// The offset just past the `k`-th newline of a block at or after `start` (k >= 1), or -1 when
+/// it has fewer.
 #[pyfunction]
-fn line_end(block: &[u8], k: usize) -> i64 {
-    match k.checked_sub(1).and_then(|k| memchr::memchr_iter(b'\n', block).nth(k)) {
-        Some(at) => at as i64 + 1,
+#[pyo3(signature = (block, k, start = 0))]
+fn line_end(block: &[u8], k: usize, start: usize) -> i64 {
+    let rest = block.get(start..).unwrap_or_default();
+    match k.checked_sub(1).and_then(|k| memchr::memchr_iter(b'\n', rest).nth(k)) {
+        Some(at) => (start + at) as i64 + 1,
         None => -1,
     }
 }
