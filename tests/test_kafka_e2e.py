@@ -62,6 +62,25 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+def _record_at(bootstrap: str, topic: str, partition: int, offset: int) -> tuple[bytes | None, bytes | None]:
+    """(key, value) of one record of a topic, read with a consumer of our own."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"at-{os.getpid()}", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = c.poll(1.0)
+            if msg is not None and msg.error() is None:
+                assert msg.offset() == offset
+                return msg.key(), msg.value()
+        raise AssertionError(f"no record at {topic}[{partition}]@{offset}")
+    finally:
+        c.close()
+
+
+
 BAD = {
     "malformed_json": b'{"event_id": "bad-1", "model": "fraud", "ts": ',
     "missing_field": b'{"event_id": "bad-2", "model": "fraud", "prediction": 0.5}',
@@ -130,6 +149,9 @@ def test_seasonal_weeks_with_one_drifted_segment(kafka_bootstrap: str, prefix: s
         assert value == raw
         assert headers["driftline.reason"].decode() == EXPECTED_REASON[name]
         assert headers["driftline.source.topic"].decode() == topic
+        # ... and points at it: the record at that partition and offset of the input is this one
+        at = (int(headers["driftline.source.partition"]), int(headers["driftline.source.offset"]))
+        assert _record_at(kafka_bootstrap, topic, *at) == (name.encode(), raw)
     assert b"ghost" in by_key["unknown_model"][1]["driftline.detail"]
 
     # A firing alert for the shifted segment, none for the others.
