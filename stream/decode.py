@@ -210,10 +210,10 @@ class TypedDecoder:
         if got is None:
             return None
         out = []
-        for model, where, ts, pred, feats, seg, ids, versions in got:
+        for model, where, ts, pred, feats, seg, ids, versions, labels in got:
             n = len(ids)
-            out.append(Columns(model, np.frombuffer(where, np.int64), np.frombuffer(ts, np.int64),
-                               np.frombuffer(pred, np.float64),
+            preds: Any = np.frombuffer(pred, np.int64 if labels else np.float64)
+            out.append(Columns(model, np.frombuffer(where, np.int64), np.frombuffer(ts, np.int64), preds, labels,
                                np.frombuffer(feats, np.float64).reshape(n, len(self.schemas[model].features)),
                                np.frombuffer(seg, np.int64), ids, versions))
         return out
@@ -226,7 +226,10 @@ class Columns:
     model: str
     where: npt.NDArray[np.int64]  # each event's position in the batch
     ts: npt.NDArray[np.int64]
-    prediction: npt.NDArray[np.float64]
+    # the predictions: numbers, or (labels) the numbers of text predictions in the model's native
+    # table (a probability map counts as its top class)
+    prediction: npt.NDArray[np.float64] | npt.NDArray[np.int64]
+    labels: bool
     features: npt.NDArray[np.float64]  # one row per event, one column per monitored feature (NaN: null)
     segment: npt.NDArray[np.int64]  # numbers in the model's native segment table
     ids: list[str]

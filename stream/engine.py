@@ -350,7 +350,7 @@ class Engine:
         plans = []
         for c in sorted(cols, key=lambda c: int(c.where[0])):  # models in order of first event, as _by_model
             m = self.models[c.model]
-            if m.spec is not None and m.spec.kind != "numeric":
+            if m.spec is not None and m.spec.kind != ("categorical" if c.labels else "numeric"):
                 return None
             if now_ms is not None and int(c.ts.max()) > now_ms + self.d.max_future:
                 return None
@@ -379,7 +379,7 @@ class Engine:
         """Route a clean plan: new series made, ids noted, the columns handed on as they are."""
         c = plan.cols
         if m.spec is None:
-            m.spec = NumericSpec()
+            m.spec = CategoricalSpec() if c.labels else NumericSpec()
         for u, (seg, key) in plan.new.items():
             sid = m.by_segment.get(key)
             m.native_sids[u] = self._new_series(m, seg, key) if sid is None else sid
@@ -387,7 +387,10 @@ class Engine:
         versions: list[str | None] | None = None
         if m.shadow is not None:
             versions = c.versions if c.versions is not None else [None] * len(c.ids)
-        return _Routed(m.native_sids[c.segment], c.ts, c.prediction, c.where, c.features, plan.late, versions)
+        values: npt.NDArray[np.float64] | list[str] = c.prediction  # type: ignore[assignment]
+        if c.labels:  # text predictions, as the sketch takes them
+            values = list(map(self.typed.native[c.model].labels().__getitem__, c.prediction.tolist()))
+        return _Routed(m.native_sids[c.segment], c.ts, values, c.where, c.features, plan.late, versions)
 
     def _keys(self, m: ModelState, evs: list[Any]) -> list[Any]:
         """Each event's segment as a hashable key: the typed segment struct, or the sorted pairs."""

@@ -51,9 +51,15 @@ def _same(ev: object, col: object, t: TypedDecoder) -> None:
     c = col  # a Columns of one event
     assert c.ids == [ev.event_id]  # type: ignore[attr-defined]
     assert c.ts.tolist() == [ev.ts]  # type: ignore[attr-defined]
-    want = float(ev.prediction)  # type: ignore[attr-defined]
-    got = float(c.prediction[0])  # type: ignore[attr-defined]
-    assert got == want and math.copysign(1, got) == math.copysign(1, want)  # -0 is 0.0, -0.0 is -0.0
+    pred = ev.prediction  # type: ignore[attr-defined]
+    if isinstance(pred, str | dict):  # a text label, or a probability map's top class (the first of equals)
+        assert c.labels  # type: ignore[attr-defined]
+        want_label = pred if isinstance(pred, str) else max(pred, key=pred.__getitem__)
+        assert t.native[c.model].labels()[int(c.prediction[0])] == want_label  # type: ignore[attr-defined]
+    else:
+        assert not c.labels  # type: ignore[attr-defined]
+        want, got = float(pred), float(c.prediction[0])  # type: ignore[attr-defined]
+        assert got == want and math.copysign(1, got) == math.copysign(1, want)  # -0 is 0.0, -0.0 is -0.0
     seg = dict(t.native[c.model].segment(int(c.segment[0])))  # type: ignore[attr-defined]
     if c.model in _KEY:  # type: ignore[attr-defined]
         assert seg == dict(zip(_KEY[c.model], msgspec.structs.astuple(ev.segment), strict=True))  # type: ignore[attr-defined]
@@ -195,8 +201,8 @@ def test_the_native_decoder_accepts_only_what_the_typed_decoder_accepts_and_read
         _same(ev, col, t)
         native += 1
     # Not vacuous: many events read natively, and many refused by both. Those msgspec takes and the
-    # native decoder leaves to it are mostly integers beyond 64 bits (frequent in this fuzz) and
-    # text predictions; the test below lists the kinds.
+    # native decoder leaves to it are mostly integers beyond 64 bits (frequent in this fuzz); the
+    # test below lists the kinds.
     assert native > 4_000 and refused_both > 15_000 and refused_native_only > 0, (native, refused_both)
 
 
@@ -206,7 +212,8 @@ def test_the_native_decoder_accepts_only_what_the_typed_decoder_accepts_and_read
     b'{"model":"m1","event_id":"a","ts":1,"prediction":100000000000000000000000}',  # beyond 64 bits
     b'{"model":"m1","event_id":"a","ts":1,"prediction":1,"segment":{"country":"x","country":"y"}}',
     b'{"model":"m1","event_id":"a","ts":1,"prediction":1,"x":"\xff"}',  # not UTF-8, in a field not read
-    b'{"model":"m1","event_id":"a","ts":1,"prediction":"yes"}',  # categorical: the Python path's
+    b'{"model":"m1","event_id":"a","ts":1,"prediction":{}}',  # an empty map: the Python path explains
+    b'{"model":"m1","event_id":"a","ts":1,"prediction":{"x":0.5,"x":0.7}}',  # a repeated class
 ])
 def test_what_the_typed_decoder_takes_but_the_native_one_leaves_to_it(raw: bytes) -> None:
     t = _decoders()
@@ -333,3 +340,38 @@ def test_new_series_are_numbered_in_event_order_on_both_paths() -> None:
                                             [_small("a", 5, t0 + 3 * HOUR_MS, "y"), _small("a", 6, t0 + 3 * HOUR_MS, "x")]])
     assert on.series_key == off.series_key == ["r=z", "r=y", "r=x"]
     assert on_dead == off_dead == [("late", 0), ("late", 1)]
+
+
+@needs_native
+def test_text_predictions_and_probability_maps_are_read_natively_as_labels() -> None:
+    t = _decoders()
+    rows = [b'{"model":"m1","event_id":"%d","ts":1,"prediction":%s}' % (i, p) for i, p in enumerate(
+        [b'"fraud"', b'{"ok":0.2,"fraud":0.8}', b'{"ok":0.5,"fraud":0.5}', b'"ok"', b'{"x":1}'])]
+    [c] = t.columns([Record(r) for r in rows], 65536) or []
+    names = t.native["m1"].labels()
+    assert c.labels and [names[i] for i in c.prediction.tolist()] == ["fraud", "fraud", "ok", "ok", "x"]
+    # numbers and text for one model in one batch: the Python path dead-letters the odd ones out
+    mixed = [rows[0], b'{"model":"m1","event_id":"n","ts":1,"prediction":0.5}']
+    assert t.columns([Record(r) for r in mixed], 65536) is None
+
+
+@needs_native
+def test_a_classifier_gives_the_same_alerts_with_and_without_the_native_decoder() -> None:
+    """Text predictions and probability maps, drifting on one segment: same alerts either way."""
+    segs = tuple({"region": r} for r in ("eu", "us", "apac"))
+    sc = Scenario(weeks=5, end_ms=END, rate=40, segments=segs, correlated_features=3,
+                  drifts=(Drift(1, END - 50 * HOUR_MS, "shift", 1.5),))
+    raw = []
+    for i, e in enumerate(simulate(sc, seed=9)):
+        p = float(e["prediction"])  # type: ignore[arg-type]
+        label = "high" if p > 0.6 else "mid" if p > 0.3 else "low"
+        e["prediction"] = label if i % 2 else {"low": round(1 - p, 4), "high": round(p, 4)}
+        e["features"] = {k: v for k, v in e["features"].items() if k.startswith("f")}  # type: ignore[union-attr]
+        raw.append(orjson.dumps(e))
+    on, off = Engine(_config(True)), Engine(_config(False))
+    a, b = feed(on, raw, chunk=2000), feed(off, raw, chunk=2000)
+    assert [x for x in a.alerts if x.status == "firing"], "the drifted segment must alert"
+    assert _alerts(a) == _alerts(b)
+    assert on.stats == off.stats
+    assert on.models["fraud"].spec is not None and on.models["fraud"].spec.kind == "categorical"
+    assert sorted(on.typed.native["fraud"].labels()) == ["high", "low", "mid"]

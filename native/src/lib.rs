@@ -17,6 +17,8 @@ use std::collections::HashMap;
 const MAX_TS: i64 = 1_000_000_000_000_000;
 /// Deepest nesting accepted inside a field this decoder does not read.
 const MAX_DEPTH: usize = 64;
+/// Distinct text predictions a model's table keeps numbers for.
+const MAX_LABELS: usize = 4096;
 /// A segment key the event leaves out has this value (as in the typed decoder).
 const NONE: &str = "(none)";
 
@@ -361,6 +363,8 @@ struct Model {
     feature_index: FastMap<String, usize>,
     ids: HashMap<Vec<u8>, i64>,
     segments: Vec<Vec<(String, String)>>,
+    label_ids: HashMap<String, i64>,
+    labels: Vec<String>,
 }
 
 #[pymethods]
@@ -372,7 +376,8 @@ impl Model {
     #[pyo3(signature = (name, segment_by, features))]
     fn new(name: String, segment_by: Option<Vec<String>>, features: Vec<String>) -> Self {
         let feature_index = features.iter().enumerate().map(|(j, f)| (f.clone(), j)).collect();
-        Model { name, segment_by, features, feature_index, ids: HashMap::new(), segments: Vec::new() }
+        Model { name, segment_by, features, feature_index, ids: HashMap::new(), segments: Vec::new(),
+                label_ids: HashMap::new(), labels: Vec::new() }
     }
 
     /// The segment of number `i`, as (key, value) pairs (in `segment_by` order, else by key).
@@ -387,10 +392,18 @@ impl Model {
         self.segments.len()
     }
 
+    /// The text predictions seen, by number (a text prediction, or the top class of a probability
+    /// map, is given as its number here).
+    fn labels(&self) -> Vec<String> {
+        self.labels.clone()
+    }
+
     /// Forget the segments seen (their numbers start again from 0).
     fn clear(&mut self) {
         self.ids.clear();
         self.segments.clear();
+        self.label_ids.clear();
+        self.labels.clear();
     }
 }
 
@@ -451,6 +464,19 @@ impl Model {
         }
     }
 
+    fn label(&mut self, text: &str) -> R<i64> {
+        if let Some(&id) = self.label_ids.get(text) {
+            return Ok(id);
+        }
+        if self.labels.len() >= MAX_LABELS {
+            return Err(Refuse); // free text, not classes: the general path (its sketch caps labels)
+        }
+        let id = self.labels.len() as i64;
+        self.label_ids.insert(text.to_owned(), id);
+        self.labels.push(text.to_owned());
+        Ok(id)
+    }
+
     fn add(&mut self, key: &[u8], seg: Vec<(String, String)>) -> i64 {
         let id = self.segments.len() as i64;
         self.ids.insert(key.to_vec(), id);
@@ -499,6 +525,7 @@ struct Group<'a> {
     at: Vec<i64>,
     ts: Vec<i64>,
     pred: Vec<f64>,
+    labels: Vec<i64>, // text predictions by number (a group is all numeric or all text)
     feats: Vec<f64>,
     seg: Vec<i64>,
     ids: Vec<Cow<'a, str>>,
@@ -518,6 +545,44 @@ const F_LABEL: u32 = 128;
 fn put(key: &mut Vec<u8>, s: &str) {
     key.extend_from_slice(&(s.len() as u32).to_le_bytes());
     key.extend_from_slice(s.as_bytes());
+}
+
+enum Pred<'a> {
+    Number(f64),
+    Label(Cow<'a, str>),
+}
+
+/// A number, a text label, or a probability map read as its top class (the first of equal ones, as
+/// Python's max over the map in order). An empty map, a repeated class or a value that is not a
+/// finite number is left to the general path.
+fn prediction<'a>(p: &mut P<'a>) -> R<Pred<'a>> {
+    match p.peek()? {
+        b'"' => Ok(Pred::Label(p.string()?)),
+        b'{' => {
+            if !p.open(b'{', b'}')? {
+                return Err(Refuse);
+            }
+            let mut seen: Vec<Cow<str>> = Vec::new();
+            let mut best: Option<(Cow<str>, f64)> = None;
+            loop {
+                let k = p.string()?;
+                p.eat(b':')?;
+                let x = p.float()?;
+                if seen.contains(&k) {
+                    return Err(Refuse);
+                }
+                seen.push(k.clone());
+                if best.as_ref().map_or(true, |(_, b)| x > *b) {
+                    best = Some((k, x));
+                }
+                if !p.more(b'}')? {
+                    break;
+                }
+            }
+            Ok(Pred::Label(best.ok_or(Refuse)?.0))
+        }
+        _ => Ok(Pred::Number(p.float()?)),
+    }
 }
 
 /// Buffers reused from event to event.
@@ -578,7 +643,7 @@ fn event<'a>(
                 }
                 ts = Some(v);
             }
-            F_PREDICTION => pred = Some(p.float()?),
+            F_PREDICTION => pred = Some(prediction(&mut p)?),
             F_VERSION => version = if p.null()? { None } else { Some(p.string()?) },
             F_LABEL => p.scalar()?,
             F_SEGMENT | F_FEATURES => match model {
@@ -630,7 +695,14 @@ fn event<'a>(
     }
     g.at.push(at);
     g.ts.push(ts);
-    g.pred.push(pred);
+    match pred {
+        Pred::Number(x) if g.labels.is_empty() => g.pred.push(x),
+        Pred::Label(text) if g.pred.is_empty() => {
+            let id = m.label(&text)?;
+            g.labels.push(id)
+        }
+        _ => return Err(Refuse), // numbers and text in one batch: the general path says which are wrong
+    }
     g.seg.push(seg);
     g.ids.push(id);
     g.versions.push(version);
@@ -766,11 +838,12 @@ fn columns<'a, 'py>(
                 PyString::new(py, &m.name).into_any(),
                 bytes_of(py, &g.at).into_any(),
                 bytes_of(py, &g.ts).into_any(),
-                bytes_of(py, &g.pred).into_any(),
+                if g.labels.is_empty() { bytes_of(py, &g.pred) } else { bytes_of(py, &g.labels) }.into_any(),
                 bytes_of(py, &g.feats).into_any(),
                 bytes_of(py, &g.seg).into_any(),
                 ids.into_any(),
                 versions,
+                (!g.labels.is_empty()).into_pyobject(py)?.to_owned().into_any(),
             ],
         )?;
         out.append(row)?;
