@@ -157,6 +157,7 @@ class TypedDecoder:
         self.model_of: dict[type, str] = {}
         self._decode: Any = None
         self.native: dict[str, Any] = {}  # model -> its _native.Model (segment table included)
+        self._native_kinds: dict[str, tuple[str | None, ...]] = {}  # the feature kinds it was made for
         self._use_native = native and _native is not None
 
     def set(self, schema: Schema) -> None:
@@ -166,13 +167,16 @@ class TypedDecoder:
         self.schemas[schema.model] = schema
         self.model_of[schema.event] = schema.model
         self._decode = None
-        # The native decoder reads monitored features as numbers only.
-        readable = schema.all_numeric or not schema.features
+        # The native decoder reads features whose kind is learned (numbers, or text and bools).
+        readable = all(k in ("numeric", "categorical") for k in schema.kinds)
         if not (self._use_native and readable):
             self.native.pop(schema.model, None)
-        elif schema.model not in self.native:
+        elif self._native_kinds.get(schema.model) != schema.kinds or schema.model not in self.native:
+            assert _native is not None
             by = list(schema.segment_by) if schema.segment_by is not None else None
-            self.native[schema.model] = _native.Model(schema.model, by, list(schema.features))
+            text = [k == "categorical" for k in schema.kinds]
+            self.native[schema.model] = _native.Model(schema.model, by, list(schema.features), text)
+            self._native_kinds[schema.model] = schema.kinds
 
     def decoder(self) -> Any:
         if self._decode is None and self.schemas:
@@ -230,7 +234,9 @@ class Columns:
     # table (a probability map counts as its top class)
     prediction: npt.NDArray[np.float64] | npt.NDArray[np.int64]
     labels: bool
-    features: npt.NDArray[np.float64]  # one row per event, one column per monitored feature (NaN: null)
+    # one row per event, one column per monitored feature (NaN: null); a text feature's column holds
+    # the numbers of its values in the model's native table (``feature_labels()``)
+    features: npt.NDArray[np.float64]
     segment: npt.NDArray[np.int64]  # numbers in the model's native segment table
     ids: list[str]
     versions: list[str | None] | None  # None: no event sent a model_version

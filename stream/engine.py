@@ -574,9 +574,13 @@ class Engine:
     def _feature_columns(self, m: ModelState, feats: list[Any] | npt.NDArray[np.float64]) -> list[Any]:
         """The events' monitored features, one column each: a float array when the decoder typed every
         feature as numeric (one conversion for the whole batch), else lists of the values as sent."""
-        if isinstance(feats, np.ndarray):
-            return list(feats.T)
         schema = self.typed.schemas[m.cfg.name]
+        if isinstance(feats, np.ndarray):  # the native decoder's matrix: text values by number
+            if schema.all_numeric:
+                return list(feats.T)
+            names = self.typed.native[m.cfg.name].feature_labels()
+            return [[None if x != x else names[int(x)] for x in col.tolist()] if kind == "categorical" else col
+                    for col, kind in zip(feats.T, schema.kinds, strict=True)]
         if schema.all_numeric:
             x = np.array([msgspec.structs.astuple(f) for f in feats], dtype=np.float64).reshape(len(feats), -1)
             return list(x.T)

@@ -375,3 +375,48 @@ def test_a_classifier_gives_the_same_alerts_with_and_without_the_native_decoder(
     assert on.stats == off.stats
     assert on.models["fraud"].spec is not None and on.models["fraud"].spec.kind == "categorical"
     assert sorted(on.typed.native["fraud"].labels()) == ["high", "low", "mid"]
+
+
+@needs_native
+def test_text_features_read_as_msgspec_reads_them() -> None:
+    """A text feature takes strings and bools (as "true"/"false"); null or absent is NaN; a number
+    for it is wrong-typed, which the general path counts as null: the native decoder declines."""
+    t = TypedDecoder()
+    t.set(Schema("m", ["c"], ["tier", "x"], ["categorical", "numeric"]))
+    typed = t.decoder()
+    cases = [b'"gold"', b'true', b'false', b'null', b'"\\u00e9t\\u00e9"', b'""']
+    rows = [b'{"model":"m","event_id":"%d","ts":1,"prediction":1,"features":{"tier":%s,"x":2}}' % (i, v)
+            for i, v in enumerate(cases)]
+    rows.append(b'{"model":"m","event_id":"n","ts":1,"prediction":1,"features":{"x":3}}')  # absent
+    [c] = t.columns([Record(r) for r in rows], 65536) or []
+    names = t.native["m"].feature_labels()
+    got = [None if v != v else names[int(v)] for v in c.features[:, 0].tolist()]
+    want = [typed(r).features.f0 for r in rows]
+    assert got == [("true" if w else "false") if isinstance(w, bool) else w for w in want]
+    assert got == ["gold", "true", "false", None, "été", "", None]
+    assert c.features[:, 1].tolist() == [2.0] * 6 + [3.0]
+    for odd in (b'1', b'1.5', b'{}', b'[]'):
+        raw = b'{"model":"m","event_id":"o","ts":1,"prediction":1,"features":{"tier":%s}}' % odd
+        assert t.columns([Record(raw)], 65536) is None
+
+
+@needs_native
+def test_a_model_with_a_text_feature_gives_the_same_alerts_with_and_without_the_native_decoder() -> None:
+    segs = tuple({"region": r} for r in ("eu", "us", "apac"))
+    sc = Scenario(weeks=5, end_ms=END, rate=40, segments=segs, correlated_features=2,
+                  drifts=(Drift(1, END - 50 * HOUR_MS, "shift", 1.5),))
+    raw = [orjson.dumps(e) for e in simulate(sc, seed=5)]
+    assert b'"tier":"' in raw[0]
+
+    def config(native: bool) -> Config:
+        return Config(models={"fraud": ModelConfig(segment_by=["region"], features=["amount", "tier", "f00", "f01"],
+                                                   action="circuit_break")},
+                      defaults=Defaults(native_decoder=native))
+
+    on, off = Engine(config(True)), Engine(config(False))
+    a, b = feed(on, raw, chunk=2000), feed(off, raw, chunk=2000)
+    assert [x for x in a.alerts if x.status == "firing"], "the drifted segment must alert"
+    assert _alerts(a) == _alerts(b)
+    assert on.stats == off.stats
+    assert on.typed.schemas["fraud"].kinds == ("numeric", "categorical", "numeric", "numeric")
+    assert on.typed.native["fraud"].feature_labels(), "the text feature went through the native decoder"

@@ -361,23 +361,31 @@ struct Model {
     segment_by: Option<Vec<String>>,
     features: Vec<String>,
     feature_index: FastMap<String, usize>,
+    text: Vec<bool>, // which features are text (their values are numbered in `feature_labels`)
     ids: HashMap<Vec<u8>, i64>,
     segments: Vec<Vec<(String, String)>>,
     label_ids: HashMap<String, i64>,
     labels: Vec<String>,
+    feature_label_ids: HashMap<String, i64>,
+    feature_labels: Vec<String>,
 }
 
 #[pymethods]
 impl Model {
-    /// `segment_by` None: the segment is whatever string-valued object the event sends. `features`
-    /// must all be numeric (the caller's promise); with none, feature values are only checked to be
-    /// what the contract allows.
+    /// `segment_by` None: the segment is whatever string-valued object the event sends. `text`
+    /// says which `features` are text (a string or a bool, read as "true"/"false"); the others are
+    /// numbers. With no features, feature values are only checked to be what the contract allows.
     #[new]
-    #[pyo3(signature = (name, segment_by, features))]
-    fn new(name: String, segment_by: Option<Vec<String>>, features: Vec<String>) -> Self {
+    #[pyo3(signature = (name, segment_by, features, text = None))]
+    fn new(name: String, segment_by: Option<Vec<String>>, features: Vec<String>, text: Option<Vec<bool>>) -> PyResult<Self> {
         let feature_index = features.iter().enumerate().map(|(j, f)| (f.clone(), j)).collect();
-        Model { name, segment_by, features, feature_index, ids: HashMap::new(), segments: Vec::new(),
-                label_ids: HashMap::new(), labels: Vec::new() }
+        let text = text.unwrap_or_else(|| vec![false; features.len()]);
+        if text.len() != features.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err("one text flag per feature"));
+        }
+        Ok(Model { name, segment_by, features, feature_index, text, ids: HashMap::new(), segments: Vec::new(),
+                   label_ids: HashMap::new(), labels: Vec::new(), feature_label_ids: HashMap::new(),
+                   feature_labels: Vec::new() })
     }
 
     /// The segment of number `i`, as (key, value) pairs (in `segment_by` order, else by key).
@@ -398,12 +406,19 @@ impl Model {
         self.labels.clone()
     }
 
+    /// The values of text features seen, by number (the feature matrix holds the number).
+    fn feature_labels(&self) -> Vec<String> {
+        self.feature_labels.clone()
+    }
+
     /// Forget the segments seen (their numbers start again from 0).
     fn clear(&mut self) {
         self.ids.clear();
         self.segments.clear();
         self.label_ids.clear();
         self.labels.clear();
+        self.feature_label_ids.clear();
+        self.feature_labels.clear();
     }
 }
 
@@ -465,16 +480,7 @@ impl Model {
     }
 
     fn label(&mut self, text: &str) -> R<i64> {
-        if let Some(&id) = self.label_ids.get(text) {
-            return Ok(id);
-        }
-        if self.labels.len() >= MAX_LABELS {
-            return Err(Refuse); // free text, not classes: the general path (its sketch caps labels)
-        }
-        let id = self.labels.len() as i64;
-        self.label_ids.insert(text.to_owned(), id);
-        self.labels.push(text.to_owned());
-        Ok(id)
+        intern(&mut self.label_ids, &mut self.labels, text)
     }
 
     fn add(&mut self, key: &[u8], seg: Vec<(String, String)>) -> i64 {
@@ -485,7 +491,7 @@ impl Model {
     }
 
     /// The features object into `row` (NaN where null or absent).
-    fn features_into(&self, p: &mut P, row: &mut [f64], seen: &mut Vec<bool>) -> R<()> {
+    fn features_into(&mut self, p: &mut P, row: &mut [f64], seen: &mut Vec<bool>) -> R<()> {
         seen.clear();
         seen.resize(row.len(), false);
         let mut next = 0; // features usually come in the configured order: try that first
@@ -506,7 +512,17 @@ impl Model {
                         return Err(Refuse);
                     }
                     seen[at] = true;
-                    if !p.null()? {
+                    if p.null()? {
+                        // null: the row keeps NaN
+                    } else if self.text[at] {
+                        let text = match p.peek()? {
+                            b'"' => p.string()?,
+                            b't' => p.literal(b"true").map(|_| Cow::Borrowed("true"))?,
+                            b'f' => p.literal(b"false").map(|_| Cow::Borrowed("false"))?,
+                            _ => return Err(Refuse), // a number for a text feature: the general path
+                        };
+                        row[at] = intern(&mut self.feature_label_ids, &mut self.feature_labels, &text)? as f64;
+                    } else {
                         row[at] = p.float()?;
                     }
                 }
@@ -583,6 +599,21 @@ fn prediction<'a>(p: &mut P<'a>) -> R<Pred<'a>> {
         }
         _ => Ok(Pred::Number(p.float()?)),
     }
+}
+
+/// A text's number in a table, given on first sight. Free text (past `MAX_LABELS` values) is left
+/// to the general path, whose sketch caps labels itself.
+fn intern(ids: &mut HashMap<String, i64>, names: &mut Vec<String>, text: &str) -> R<i64> {
+    if let Some(&id) = ids.get(text) {
+        return Ok(id);
+    }
+    if names.len() >= MAX_LABELS {
+        return Err(Refuse);
+    }
+    let id = names.len() as i64;
+    ids.insert(text.to_owned(), id);
+    names.push(text.to_owned());
+    Ok(id)
 }
 
 /// Buffers reused from event to event.
