@@ -1,9 +1,11 @@
 //! driftline's batch decoder: a micro-batch of prediction events (JSON, one per message) straight
 //! into columns, with no Python object per event except its id.
 //!
-//! It vouches only for the plain, well-formed case of a model whose features are all numeric:
-//! numeric prediction, integer `ts`, string segment values, only the configured segment and feature
-//! keys. Any event outside that, anywhere in the batch, makes [`decode`] return `None`, and the
+//! It vouches only for the plain, well-formed case of a model whose feature kinds are learned:
+//! a numeric prediction, a text one or a probability map (read as its top class), integer `ts`,
+//! string segment values, numbers for numeric features and strings or bools for text ones, only the
+//! configured segment and feature keys. Any event outside that, anywhere in the batch, makes
+//! [`decode`] return `None`, and the
 //! caller decodes the whole batch the general way (which accepts, or explains in a dead letter).
 //! So the rules here are a strict subset of the typed msgspec decoder's (`stream.decode.Schema`);
 //! the Python tests feed both the same inputs and compare.
