@@ -148,6 +148,13 @@ class Schema:
                           model_version=e.model_version, label=e.label)
 
 
+def native_status(enabled: bool = True) -> str:
+    """Which batch decoder a process runs, in words, for its start-up log."""
+    if _native is None:
+        return "python (stream._native is not built: install with a Rust toolchain for the compiled one)"
+    return "native (compiled)" if enabled else "python (defaults.native_decoder = false)"
+
+
 class TypedDecoder:
     """One msgspec decoder for the tagged union of every model's ``Schema`` (tag: the ``model`` field),
     and the native batch decoder for the models it can read (see ``columns``)."""

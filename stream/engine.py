@@ -193,6 +193,7 @@ class Engine:
         # Each model is routed, then ingested, in turn (lazily: dead letters keep that order).
         routed: Iterator[tuple[ModelState, _Routed | None]]
         plans = self._plans(records, now_ms)
+        self.metrics.batches_decoded.labels("native" if plans is not None else "python").inc()
         if plans is not None:  # the whole batch decoded into columns, and clean
             routed = ((m, self._commit(m, plan)) for m, plan in plans)
         else:

@@ -59,6 +59,10 @@ class Metrics:
         self.alertmanager_posts = Counter(
             "driftline_alertmanager_posts", "Posts of alerts to Alertmanager, by result", ["result"], registry=r
         )
+        self.batches_decoded = Counter(
+            "driftline_batches_decoded", "Consumed batches by decoder: native (the compiled one, straight into "
+            "columns) or python (a record it does not read, or it is off or not built)", ["decoder"], registry=r,
+        )
         self.batch_events = Histogram(
             "driftline_batch_events", "Records per consumed batch",
             buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000), registry=r,

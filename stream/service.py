@@ -34,6 +34,7 @@ from .alertmanager import AlertmanagerSink
 from .config import Config
 from .consume import BatchConsumer, MessageRun
 from .contract import Alert
+from .decode import native_status
 from .engine import Engine, Output
 from .http import StatusServer
 from .metrics import Metrics
@@ -155,6 +156,7 @@ class Service:
         """Consume until stopped (or, with ``idle_exit``, until polling the assigned partitions found no
         record for that many seconds: time blocked in a commit or a reconnect does not count)."""
         cfg = self.config.kafka
+        log.info("batch decoder: %s", native_status(self.config.defaults.native_decoder))
         created = ensure_topics(cfg)
         if created:
             log.info("created topics %s", created)

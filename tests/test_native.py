@@ -231,6 +231,11 @@ def test_one_event_it_cannot_read_sends_the_whole_batch_the_python_way() -> None
     assert t.columns([Record(good)], max_bytes=len(good) - 1) is None
 
 
+def batches(engine: Engine, decoder: str) -> float:
+    """Batches an engine decoded with this decoder ("native" or "python")."""
+    return engine.metrics.registry.get_sample_value("driftline_batches_decoded_total", {"decoder": decoder}) or 0.0
+
+
 def _config(native: bool) -> Config:
     return Config(models={"fraud": ModelConfig(segment_by=["region"], features=["f00", "f01", "f02"],
                                                action="circuit_break"),
@@ -250,7 +255,8 @@ def test_engines_with_and_without_the_native_decoder_give_the_same_alerts() -> N
         e["features"] = {k: v for k, v in e["features"].items() if k.startswith("f")}
         raw.append(orjson.dumps(e))
         if e["event_id"].endswith("7"):  # another model on the same topic, no segment_by
-            raw.append(orjson.dumps({**e, "model": "churn", "segment": {"plan": "pro"}}))
+            raw.append(orjson.dumps({**e, "model": "churn", "segment": {"plan": "pro"},
+                                     "features": {"f00": e["features"]["f00"]}}))  # type: ignore[index]
     mid = len(raw) // 2
     raw[mid:mid] = [raw[mid - 5], raw[10]]  # a repeat in an open window, and a late event
     on, off = Engine(_config(True)), Engine(_config(False))
@@ -262,6 +268,11 @@ def test_engines_with_and_without_the_native_decoder_give_the_same_alerts() -> N
     assert on.stats == off.stats
     assert off.typed.native == {}
     assert len(on.typed.native["fraud"]) == 3 and len(on.typed.native["churn"]) == 1
+
+    # the counter operators watch for a producer that sends every batch the slow way
+    assert batches(off, "native") == 0 and batches(off, "python") == math.ceil(len(raw) / 2000)
+    assert batches(on, "native") + batches(on, "python") == batches(off, "python")
+    assert batches(on, "native") > batches(on, "python")  # the python ones: learning kinds, and the odd batches
 
 
 @needs_native
@@ -375,6 +386,7 @@ def test_a_classifier_gives_the_same_alerts_with_and_without_the_native_decoder(
     assert on.stats == off.stats
     assert on.models["fraud"].spec is not None and on.models["fraud"].spec.kind == "categorical"
     assert sorted(on.typed.native["fraud"].labels()) == ["high", "low", "mid"]
+    assert batches(on, "native") > batches(on, "python")
 
 
 @needs_native
@@ -420,3 +432,4 @@ def test_a_model_with_a_text_feature_gives_the_same_alerts_with_and_without_the_
     assert on.stats == off.stats
     assert on.typed.schemas["fraud"].kinds == ("numeric", "categorical", "numeric", "numeric")
     assert on.typed.native["fraud"].feature_labels(), "the text feature went through the native decoder"
+    assert batches(on, "native") > batches(on, "python")
