@@ -72,6 +72,13 @@ class Stats:
     windows_closed: int = 0
 
 
+def _take(column: Any, keep: npt.NDArray[np.bool_]) -> Any:
+    """The rows of a batch column that ``keep`` marks: an array indexed, a list filtered."""
+    if isinstance(column, np.ndarray):
+        return column[keep]
+    return [v for v, k in zip(column, keep.tolist(), strict=True) if k]
+
+
 def segment_key(segment: dict[str, str]) -> str:
     """Canonical text of a segment: ``k=v`` pairs sorted by key, ``,``-joined (``""`` for none)."""
     return ",".join(f"{k}={segment[k]}" for k in sorted(segment))
@@ -499,13 +506,9 @@ class Engine:
                 self._dead(out, DeadLetter(self._batch[int(cols.where[i])], "late", "event time is behind the watermark: its window has closed"))
             self.metrics.late.labels(m.cfg.name).inc(int(late.sum()))
             keep = ~late
-            sids, ts, ws = sids[keep], ts[keep], ws[keep]
-            values = cols.values[keep] if isinstance(cols.values, np.ndarray) else \
-                [v for v, k in zip(cols.values, keep, strict=True) if k]
-            where = cols.where[keep]
-            feats = cols.features[keep] if isinstance(cols.features, np.ndarray) else \
-                [f for f, k in zip(cols.features, keep, strict=True) if k]
-            versions = None if cols.versions is None else [v for v, k in zip(cols.versions, keep, strict=True) if k]
+            sids, ts, ws, where = sids[keep], ts[keep], ws[keep], cols.where[keep]
+            values, feats = _take(cols.values, keep), _take(cols.features, keep)
+            versions = None if cols.versions is None else _take(cols.versions, keep)
         else:
             values, where, feats, versions = cols.values, cols.where, cols.features, cols.versions
         if len(ts) == 0:
@@ -522,17 +525,16 @@ class Engine:
             if challenger.any():
                 # A challenger's predictions are not the traffic the model serves: counted for the
                 # shadow comparison only, never in the model's own series or its learned bins.
-                self._shadow_add(m, sids[challenger], ws[challenger], values, challenger,
-                                 [str(v) for v, c in zip(versions, challenger, strict=True) if c])
+                self._shadow_add(m, sids[challenger], ws[challenger], _take(values, challenger),
+                                 v[challenger].tolist())
                 keep = ~challenger
                 sids, ts, ws = sids[keep], ts[keep], ws[keep]
-                values = values[keep] if isinstance(values, np.ndarray) else [v for v, k in zip(values, keep, strict=True) if k]
-                feats = feats[keep] if isinstance(feats, np.ndarray) else [f for f, k in zip(feats, keep, strict=True) if k]
+                values, feats = _take(values, keep), _take(feats, keep)
                 if len(ts) == 0:
                     return part_max
         fbins = m.features.bins_of(self._feature_columns(m, feats)) if m.features is not None else None
         if isinstance(spec, CategoricalSpec):
-            self._accumulate(m, sids, ws, spec.codes(values), None, fbins)  # type: ignore[arg-type]
+            self._accumulate(m, sids, ws, spec.codes(values), None, fbins)
         else:
             arr = np.asarray(values, dtype=np.float64)
             if spec.frozen:
@@ -559,7 +561,7 @@ class Engine:
         return {int(p): int(ts[parts == p].max()) for p in np.unique(parts)}
 
     def _shadow_add(self, m: ModelState, sids: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
-                    values: npt.NDArray[np.float64] | list[Any], mask: npt.NDArray[np.bool_], versions: list[str]) -> None:
+                    values: npt.NDArray[np.float64] | list[Any], versions: list[str]) -> None:
         """Challenger events into the shadow histograms, on the model's bins (once they are learned)."""
         spec, shadow = m.spec, m.shadow
         assert spec is not None and shadow is not None
@@ -567,9 +569,9 @@ class Engine:
             if not spec.frozen:
                 self.metrics.shadow_skipped.labels(m.cfg.name).inc(len(sids))
                 return
-            bins = spec.bin(np.asarray(values, dtype=np.float64)[mask])
+            bins = spec.bin(np.asarray(values, dtype=np.float64))
         else:
-            bins = spec.codes([v for v, c in zip(values, mask, strict=True) if c])
+            bins = spec.codes(list(values))
         shadow.add(ws, sids, bins, versions, spec.size)
 
     def _feature_columns(self, m: ModelState, feats: list[Any] | npt.NDArray[np.float64]) -> list[Any]:
@@ -579,9 +581,9 @@ class Engine:
         if isinstance(feats, np.ndarray):  # the native decoder's matrix: text values by number
             if schema.all_numeric:
                 return list(feats.T)
-            names = self.typed.native[m.cfg.name].feature_labels()
-            return [[None if x != x else names[int(x)] for x in col.tolist()] if kind == "categorical" else col
-                    for col, kind in zip(feats.T, schema.kinds, strict=True)]
+            names = np.array([*self.typed.native[m.cfg.name].feature_labels(), None], dtype=object)
+            return [names[np.where(np.isnan(col), len(names) - 1, col).astype(np.int64)].tolist()
+                    if kind == "categorical" else col for col, kind in zip(feats.T, schema.kinds, strict=True)]
         if schema.all_numeric:
             x = np.array([msgspec.structs.astuple(f) for f in feats], dtype=np.float64).reshape(len(feats), -1)
             return list(x.T)

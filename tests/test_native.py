@@ -12,6 +12,7 @@ import math
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import orjson
@@ -231,6 +232,18 @@ def test_one_event_it_cannot_read_sends_the_whole_batch_the_python_way() -> None
     assert t.columns([Record(good)], max_bytes=len(good) - 1) is None
 
 
+def _numeric_events(regions: tuple[str, ...], rate: int, drifted: int, seed: int) -> list[dict[str, Any]]:
+    """Simulated events of model "fraud", one region drifting for the last 50 hours, with only the
+    numeric features f00.. (the ones ``_config`` monitors)."""
+    sc = Scenario(weeks=5, end_ms=END, rate=rate, segments=tuple({"region": r} for r in regions),
+                  correlated_features=3, drifts=(Drift(drifted, END - 50 * HOUR_MS, "shift", 1.5),))
+    out = []
+    for e in simulate(sc, seed=seed):
+        e["features"] = {k: v for k, v in e["features"].items() if k.startswith("f")}  # type: ignore[union-attr]
+        out.append(e)
+    return out
+
+
 def batches(engine: Engine, decoder: str) -> float:
     """Batches an engine decoded with this decoder ("native" or "python")."""
     return engine.metrics.registry.get_sample_value("driftline_batches_decoded_total", {"decoder": decoder}) or 0.0
@@ -247,12 +260,8 @@ def _config(native: bool) -> Config:
 def test_engines_with_and_without_the_native_decoder_give_the_same_alerts() -> None:
     """Two models in one stream, drifts, late and repeated events in the middle: the alerts, dead
     letters and counts must be the same event for event, and most batches must have gone natively."""
-    segs = tuple({"region": r} for r in ("eu", "us", "apac"))
-    sc = Scenario(weeks=5, end_ms=END, rate=40, segments=segs, correlated_features=3,
-                  drifts=(Drift(1, END - 50 * HOUR_MS, "shift", 1.5),))
     raw = []
-    for e in simulate(sc, seed=7):
-        e["features"] = {k: v for k, v in e["features"].items() if k.startswith("f")}
+    for e in _numeric_events(("eu", "us", "apac"), rate=40, drifted=1, seed=7):
         raw.append(orjson.dumps(e))
         if e["event_id"].endswith("7"):  # another model on the same topic, no segment_by
             raw.append(orjson.dumps({**e, "model": "churn", "segment": {"plan": "pro"},
@@ -281,13 +290,7 @@ def test_a_replayed_file_gives_the_same_alerts_and_dead_letters_with_and_without
     block with a bad line, a blank line or a CR goes line by line. Same output either way."""
     from stream.replay import replay
 
-    segs = tuple({"region": r} for r in ("eu", "us"))
-    sc = Scenario(weeks=5, end_ms=END, rate=30, segments=segs, correlated_features=3,
-                  drifts=(Drift(0, END - 50 * HOUR_MS, "shift", 1.5),))
-    lines = []
-    for e in simulate(sc, seed=3):
-        e["features"] = {k: v for k, v in e["features"].items() if k.startswith("f")}
-        lines.append(orjson.dumps(e))
+    lines = [orjson.dumps(e) for e in _numeric_events(("eu", "us"), rate=30, drifted=0, seed=3)]
     for at, odd in ((5000, b'{"model":"fraud"'), (9000, b""), (12000, lines[11990] + b"\r"), (15000, b"  ")):
         lines.insert(at, odd)
     path = tmp_path / "events.jsonl"
@@ -369,15 +372,11 @@ def test_text_predictions_and_probability_maps_are_read_natively_as_labels() -> 
 @needs_native
 def test_a_classifier_gives_the_same_alerts_with_and_without_the_native_decoder() -> None:
     """Text predictions and probability maps, drifting on one segment: same alerts either way."""
-    segs = tuple({"region": r} for r in ("eu", "us", "apac"))
-    sc = Scenario(weeks=5, end_ms=END, rate=40, segments=segs, correlated_features=3,
-                  drifts=(Drift(1, END - 50 * HOUR_MS, "shift", 1.5),))
     raw = []
-    for i, e in enumerate(simulate(sc, seed=9)):
-        p = float(e["prediction"])  # type: ignore[arg-type]
+    for i, e in enumerate(_numeric_events(("eu", "us", "apac"), rate=40, drifted=1, seed=9)):
+        p = float(e["prediction"])
         label = "high" if p > 0.6 else "mid" if p > 0.3 else "low"
         e["prediction"] = label if i % 2 else {"low": round(1 - p, 4), "high": round(p, 4)}
-        e["features"] = {k: v for k, v in e["features"].items() if k.startswith("f")}  # type: ignore[union-attr]
         raw.append(orjson.dumps(e))
     on, off = Engine(_config(True)), Engine(_config(False))
     a, b = feed(on, raw, chunk=2000), feed(off, raw, chunk=2000)
