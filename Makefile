@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup jars test unit lint typecheck schemas demo broker-start broker-stop bench bench-perf bench-memory clean
+.PHONY: setup jars test unit lint typecheck schemas demo broker-start broker-stop bench bench-perf bench-memory fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -56,5 +56,15 @@ bench-perf: setup
 bench-memory: setup
 	$(BIN)/python bench/memory.py
 
+# Coverage-guided fuzzing (atheris) of the decoders, the engine, the control subscriber and state
+# restore, FUZZ_SECONDS each (30 minutes by default); crashes land in .fuzz/crashes/TARGET/.
+FUZZ_SECONDS ?= 1800
+FUZZ_TARGETS ?= decode engine subscriber state
+fuzz: setup
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  $(BIN)/python -m tests.fuzz.run $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache driftline-demo
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache driftline-demo .fuzz

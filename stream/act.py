@@ -47,7 +47,8 @@ def verify(command: Command, key: bytes) -> bool:
     if not command.signature:
         return False
     want = hmac.new(key, canonical(command), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want, command.signature)
+    # As bytes: compare_digest raises on str with non-ASCII characters (a forged signature may hold any).
+    return hmac.compare_digest(want.encode(), command.signature.encode("utf-8", "surrogatepass"))
 
 
 @dataclass

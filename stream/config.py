@@ -135,6 +135,9 @@ class Defaults(_Strict):
     max_series_per_model: int = Field(default=10_000, ge=1)
     series_ttl: Duration = parse_duration("35d")  # a series silent this long is forgotten
     max_future: Duration = parse_duration("1h")
+    # Without a clock (replay): an event more than this after the rest of its batch is a stray
+    # (``future``), when only a few of the batch's events lie that far (stream.window.stray_limit).
+    replay_gap: Duration = parse_duration("7d")
     max_event_bytes: int = Field(default=65536, ge=256)
     # Decode batches with the compiled decoder when it is built (the same output; false: Python only)
     native_decoder: bool = True

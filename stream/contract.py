@@ -33,19 +33,46 @@ from pydantic import (
 SCHEMA_VERSION = 1
 
 
-MAX_TS = 10**15  # epoch milliseconds: about the year 33658, and far inside int64
+#: The event times accepted at all, in epoch milliseconds: from 2000-01-01 up to (not including)
+#: 2100-01-01 UTC. Anything outside is a producer's bug (seconds or microseconds sent as
+#: milliseconds, an uninitialised clock), and far outside it would overflow int64 or the calendar's
+#: dates; a clock narrows the upper end further (``defaults.max_future``).
+MIN_TS = 946_684_800_000
+MAX_TS = 4_102_444_800_000
+TS_RANGE = "2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z"
+
+
+def ts_range_error(ts: Any, span: str = TS_RANGE) -> str:
+    """Why a time is outside the accepted range, in words (a dead letter's detail).
+
+    >>> ts_range_error(1.7951864781e20)
+    'ts 1.7951864781e+20 is outside the accepted range 2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z (epoch milliseconds: seconds or microseconds sent as milliseconds?)'
+    """
+    return f"ts {ts!r} is outside the accepted range {span} (epoch milliseconds: seconds or microseconds sent as milliseconds?)"
 
 
 def _to_epoch_ms(value: Any) -> int:
-    """RFC 3339 with an explicit offset, or integer epoch milliseconds."""
+    """An event's time: RFC 3339 with an explicit offset, or integer epoch milliseconds, within
+    ``MIN_TS..MAX_TS``."""
+    return _epoch_ms(value, MIN_TS, MAX_TS, TS_RANGE)
+
+
+def _to_output_ms(value: Any) -> int:
+    """A time in an alert or command (read back by subscribers and tests): any that prints as RFC 3339."""
+    return _epoch_ms(value, 0, 253_402_300_800_000, "1970 up to 9999")
+
+
+def _epoch_ms(value: Any, lo: int, hi: int, span: str) -> int:
     if isinstance(value, bool):
         raise ValueError("ts must be an RFC 3339 string or integer epoch milliseconds, not a boolean")
+    if isinstance(value, float) and value.is_integer():  # 1.7e12 is an integer too; 1e20 is out of range
+        if not lo <= value < hi:
+            raise ValueError(ts_range_error(value, span))
+        value = int(value)
     if isinstance(value, int):
-        if not -MAX_TS <= value <= MAX_TS:
-            raise ValueError(f"ts {value} is out of range (epoch milliseconds within +-{MAX_TS})")
+        if not lo <= value < hi:
+            raise ValueError(ts_range_error(value, span))
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -53,7 +80,13 @@ def _to_epoch_ms(value: Any) -> int:
             raise ValueError(f"ts {value!r} is not an RFC 3339 timestamp") from None
         if parsed.tzinfo is None:
             raise ValueError(f"ts {value!r} has no UTC offset (add Z or +hh:mm)")
-        return int(round(parsed.timestamp() * 1000))
+        try:
+            ms = int(round(parsed.timestamp() * 1000))
+        except (OverflowError, ValueError):  # year 1 with a positive offset is before year 1 in UTC
+            ms = lo - 1
+        if not lo <= ms < hi:
+            raise ValueError(f"ts {value!r} is outside the accepted range {span}")
+        return ms
     raise ValueError("ts must be an RFC 3339 string or integer epoch milliseconds")
 
 
@@ -102,7 +135,7 @@ Number = Annotated[StrictFloat | StrictInt, BeforeValidator(_finite)]
 FeatureValue = Number | StrictStr | StrictBool | None
 Timestamp = Annotated[
     int,
-    BeforeValidator(_to_epoch_ms),
+    BeforeValidator(_to_output_ms),
     PlainSerializer(ms_to_rfc3339, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]

@@ -3,7 +3,7 @@
 Nothing raises in the loop: every record ends up either as a decoded event or as a dead letter
 that carries the reason, a readable detail and the original bytes.
 
->>> out = decode_batch([Record(b'{"event_id":"a","model":"m","ts":0,"prediction":1}'),
+>>> out = decode_batch([Record(b'{"event_id":"a","model":"m","ts":1795716000000,"prediction":1}'),
 ...                     Record(b'{"model":"m"'), Record(b'\\xff\\xfe')], max_bytes=1000)
 >>> [e.event_id for e in out.events], [d.reason for d in out.dead]
 (['a'], ['malformed_json', 'not_utf8'])
@@ -25,7 +25,7 @@ import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
-from .contract import MAX_TS, PredictionEvent
+from .contract import MAX_TS, MIN_TS, PredictionEvent
 
 try:  # the batch decoder in Rust (native/); without a Rust toolchain at install, the Python path alone
     from . import _native
@@ -48,7 +48,7 @@ class Record(NamedTuple):
 
 _MAX = 1.7976931348623157e308  # a bound on floats turns JSON overflow (1e400 -> inf) into a validation error
 _Finite = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
-_Ts = Annotated[int, msgspec.Meta(ge=-MAX_TS, le=MAX_TS)]
+_Ts = Annotated[int, msgspec.Meta(ge=MIN_TS, lt=MAX_TS)]
 
 
 class Event(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -89,7 +89,7 @@ class Schema:
     generic path and are validated in full, as the contract says.
 
     >>> s = Schema("fraud", ["country"], ["amount"], ["numeric"])
-    >>> e = msgspec.json.decode(b'{"model":"fraud","event_id":"a","ts":1,"prediction":0.5,'
+    >>> e = msgspec.json.decode(b'{"model":"fraud","event_id":"a","ts":1795716000000,"prediction":0.5,'
     ...                         b'"segment":{"country":"NL"},"features":{"amount":2}}', type=s.event)
     >>> e.segment == s.segment("NL"), e.features.f0
     (True, 2.0)
@@ -200,11 +200,11 @@ class TypedDecoder:
 
         >>> t = TypedDecoder()
         >>> t.set(Schema("fraud", ["country"], ["amount"], ["numeric"]))
-        >>> [c] = t.columns([Record(b'{"model":"fraud","event_id":"a","ts":5,"prediction":0.5,'
+        >>> [c] = t.columns([Record(b'{"model":"fraud","event_id":"a","ts":1795716000000,"prediction":0.5,'
         ...                         b'"segment":{"country":"NL"},"features":{"amount":2}}')], 1000)
         >>> c.model, c.ids, c.ts.tolist(), c.features.tolist(), t.native["fraud"].segment(int(c.segment[0]))
-        ('fraud', ['a'], [5], [[2.0]], [('country', 'NL')])
-        >>> t.columns([Record(b'{"model":"fraud","ts":5}')], 1000) is None  # not one it vouches for
+        ('fraud', ['a'], [1795716000000], [[2.0]], [('country', 'NL')])
+        >>> t.columns([Record(b'{"model":"fraud","ts":1795716000000}')], 1000) is None  # not one it vouches for
         True
         """
         if not self.native or not records:
@@ -295,7 +295,7 @@ def _fast(raw: bytes) -> Event:
     if type(model) is not str or not 0 < len(model) <= 128:
         raise _Slow
     if type(ts) is int:
-        if not -MAX_TS <= ts <= MAX_TS:
+        if not MIN_TS <= ts < MAX_TS:
             raise _Slow
     elif type(ts) is str:
         try:
@@ -304,7 +304,12 @@ def _fast(raw: bytes) -> Event:
             raise _Slow from None
         if parsed.tzinfo is None:
             raise _Slow
-        ts = int(round(parsed.timestamp() * 1000))
+        try:
+            ts = int(round(parsed.timestamp() * 1000))
+        except (OverflowError, ValueError):
+            raise _Slow from None
+        if not MIN_TS <= ts < MAX_TS:
+            raise _Slow
     else:
         raise _Slow
     pred = d.get("prediction")

@@ -43,7 +43,7 @@ from .group import Emission, Note, SegmentGrouper
 from .metrics import Metrics
 from .shadow import Comparison, ShadowTracker
 from .sketch import CategoricalSpec, NumericSpec, Spec, histogram_summary
-from .window import OpenWindows, Watermark, WindowSums
+from .window import OpenWindows, Watermark, WindowSums, stray_limit
 
 log = logging.getLogger("driftline.engine")
 FOUR_WEEKS_MS = 28 * 86_400_000
@@ -268,6 +268,16 @@ class Engine:
         self._close_due(out, self.watermark.value(now, self.idle_after))
         return out
 
+    def reject(self, records: Sequence[Record], reason: str, details: Sequence[str]) -> Output:
+        """Dead letters for records that were consumed but never given to ``process`` (the guard's
+        culprits), counted as such: consumed = processed + dead-lettered still holds."""
+        out = Output()
+        self.stats.consumed += len(records)
+        self.metrics.consumed.inc(len(records))
+        for rec, detail in zip(records, details, strict=True):
+            self._dead(out, DeadLetter(rec, reason, detail))
+        return out
+
     def _dead(self, out: Output, dl: DeadLetter) -> None:
         out.dead_letters.append(dl)
         self.stats.dead_lettered += 1
@@ -288,7 +298,8 @@ class Engine:
         types = set(map(type, preds))
         kind = "numeric" if types <= {float, int} else "categorical" if types == {str} else None
         clean = kind is not None and (m.spec is None or m.spec.kind == kind)
-        if clean and now_ms is not None and int(ts.max()) > now_ms + self.d.max_future:
+        limit = self._limit(ts, now_ms)
+        if clean and limit is not None and int(ts.max()) > limit:
             clean = False
         ws = ts - ts % m.cfg.window
         by_window = self._by_window(ws, [e.event_id for e in evs])
@@ -309,7 +320,7 @@ class Engine:
                         if s is None:
                             sids[i] = -1 if late[i] else self._series_of(m, keys[i], evs[i].segment)
         if not clean:
-            return self._route_each(m, evs, where, keys, ws, late, now_ms, out)
+            return self._route_each(m, evs, where, keys, ws, late, limit, now_ms, out)
         assert kind is not None
         if m.spec is None:
             m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
@@ -360,7 +371,8 @@ class Engine:
             m = self.models[c.model]
             if m.spec is not None and m.spec.kind != ("categorical" if c.labels else "numeric"):
                 return None
-            if now_ms is not None and int(c.ts.max()) > now_ms + self.d.max_future:
+            limit = self._limit(c.ts, now_ms)
+            if limit is not None and int(c.ts.max()) > limit:
                 return None
             ws = c.ts - c.ts % m.cfg.window
             by_window = self._by_window(ws, c.ids)
@@ -417,14 +429,14 @@ class Engine:
         return sid
 
     def _route_each(self, m: ModelState, evs: list[Any], where: Sequence[int], keys: list[Any],
-                    ws: npt.NDArray[np.int64], late: npt.NDArray[np.bool_], now_ms: int | None,
-                    out: Output) -> _Routed | None:
+                    ws: npt.NDArray[np.int64], late: npt.NDArray[np.bool_], limit: int | None,
+                    now_ms: int | None, out: Output) -> _Routed | None:
         """Event by event, in stream order: the first failing check names the reason."""
         sids: list[int] = []
         kept: list[int] = []
         values: list[Any] = []
         for i, event in enumerate(evs):
-            reason = self._check(m, event, int(ws[i]), now_ms)
+            reason = self._check(m, event, int(ws[i]), limit, now_ms)
             if reason is None:
                 pred = event.prediction
                 value = max(pred, key=pred.__getitem__) if isinstance(pred, dict) else pred
@@ -460,10 +472,22 @@ class Engine:
         by = m.cfg.segment_by
         return dict(zip(by, msgspec.structs.astuple(segment), strict=True)) if by is not None else dict(key)
 
-    def _check(self, m: ModelState, event: Any, ws: int, now_ms: int | None) -> tuple[str, str] | None:
+    def _limit(self, ts: npt.NDArray[np.int64], now_ms: int | None) -> int | None:
+        """The latest event time these events may have (None: any): ``max_future`` past the clock; or,
+        without one (replay), the stream's own time: stray events far after the rest of their batch
+        (``defaults.replay_gap``) would close every window and make what follows late."""
+        if now_ms is not None:
+            return now_ms + self.d.max_future
+        return stray_limit(ts, self.d.replay_gap)
+
+    def _check(self, m: ModelState, event: Any, ws: int, limit: int | None, now_ms: int | None
+               ) -> tuple[str, str] | None:
         """Why this event cannot be counted (None: it can); the prediction's kind is fixed here."""
-        if now_ms is not None and event.ts > now_ms + self.d.max_future:
-            return "future", f"ts is {(event.ts - now_ms) / 1000:.0f}s ahead of the clock"
+        if limit is not None and event.ts > limit:
+            if now_ms is not None:
+                return "future", f"ts is {(event.ts - now_ms) / 1000:.0f}s ahead of the clock"
+            return "future", (f"ts is {(event.ts - limit) / 3_600_000:.1f}h after the rest of its batch (no clock: "
+                              f"the stream's own time; more than defaults.replay_gap apart)")
         # A producer retry repeats an event: count it once. Ids are kept while their window is open
         # (an older repeat is late anyway).
         seen = m.seen.get(ws)
@@ -538,7 +562,7 @@ class Engine:
         else:
             arr = np.asarray(values, dtype=np.float64)
             if spec.frozen:
-                self._accumulate(m, sids, ws, spec.bin(arr), arr, fbins)
+                self._accumulate(m, sids, ws, spec.bin(arr), spec.clip(arr), fbins)
             else:
                 m.pending.append((sids, ws, arr))
                 # The edges come from the values before the first event that could close the first
@@ -590,11 +614,11 @@ class Engine:
         return [list(map(attrgetter(f"f{j}"), feats)) for j in range(len(schema.features))]
 
     def _flush_pending(self, m: ModelState) -> None:
-        assert m.spec is not None
+        assert isinstance(m.spec, NumericSpec)  # only numeric predictions wait for their bins
         if not m.spec.frozen:
             m.spec.learn()
         for sids, ws, arr in m.pending:
-            self._accumulate(m, sids, ws, m.spec.bin(arr), arr)
+            self._accumulate(m, sids, ws, m.spec.bin(arr), m.spec.clip(arr))
         m.pending = []
 
     def _accumulate(

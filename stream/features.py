@@ -110,6 +110,11 @@ class FeatureSketch:
         return out
 
     def _correlate(self, cols: dict[int, npt.NDArray[np.float64]], n: int) -> None:
+        """Pairwise sums for ``correlation``, of the features whose edges are learned: on their values
+        as window sums take them (``NumericSpec.clip``), so that one extreme value cannot overflow them
+        or outweigh every other event."""
+        cols = {j: spec.clip(c) for j, c in cols.items()
+                if isinstance(spec := self.specs[self.names[j]], NumericSpec) and spec.frozen}
         if len(cols) < 2 or n == 0:
             return
         idx = np.array(sorted(cols))

@@ -20,6 +20,14 @@ class Metrics:
         self.dead_lettered = Counter(
             "driftline_events_dead_lettered", "Records sent to the dead-letter topic", ["reason"], registry=r
         )
+        self.engine_errors = Counter(
+            "driftline_engine_errors", "Records that made the engine raise: found by bisecting their batch, "
+            "dead-lettered with reason engine_error (a bug to report: the record, the detail)", registry=r,
+        )
+        self.batches_failed = Counter(
+            "driftline_batches_failed", "Consumed batches that made the engine raise (rewound, then isolated)",
+            registry=r,
+        )
         self.late = Counter("driftline_events_late", "Events later than the watermark", ["model"], registry=r)
         self.windows_closed = Counter(
             "driftline_windows_closed", "Event-time windows closed", ["model"], registry=r

@@ -16,6 +16,7 @@ from .config import Config
 from .contract import Alert
 from .decode import LineBatch, LineBlock, Record, line_end, plain_line_count
 from .engine import Engine, Output, segment_key
+from .guard import Guard
 from .metrics import Metrics
 from .publish import alert_bytes, command_bytes
 from .report import BacktestReport, Progress
@@ -222,10 +223,12 @@ def replay_batches(
     partitions: Iterable[int] = (),
     idle_partitions: Callable[[], Iterable[int]] | None = None,
 ) -> ReplayResult:
-    """The engine over batches of records, closing every window at the end."""
+    """The engine over batches of records, closing every window at the end. A batch that makes the
+    engine raise does not stop it: its culprits become ``engine_error`` dead letters (``Guard``)."""
     engine = Engine(config, Metrics(), clock=None)
     for p in partitions:
         engine.watermark.assign(p, 0.0)
+    guard = Guard(engine)
     result = ReplayResult(0, 0, 0, 0, 0, 0.0)
 
     def emit(out: Output) -> None:
@@ -259,10 +262,11 @@ def replay_batches(
     started = time.perf_counter()
     for batch in batches:
         for p in idle_partitions() if idle_partitions is not None else ():
-            engine.watermark.caught_up(p)  # nothing to replay there: it holds no window open
-        emit(engine.process(batch))
+            guard.engine.watermark.caught_up(p)  # nothing to replay there: it holds no window open
+        emit(guard.process(batch))
         if progress is not None:
-            progress.update(engine.stats.consumed, fraction() if fraction is not None else None)
+            progress.update(guard.engine.stats.consumed, fraction() if fraction is not None else None)
+    engine = guard.engine
     emit(engine.finish())
     if progress is not None:
         progress.update(engine.stats.consumed, 1.0, final=True)

@@ -36,6 +36,7 @@ from .consume import BatchConsumer, MessageRun
 from .contract import Alert
 from .decode import native_status
 from .engine import Engine, Output
+from .guard import isolate, summary
 from .http import StatusServer
 from .metrics import Metrics
 from .publish import ProducerStuck, Publisher, ensure_topics
@@ -104,6 +105,8 @@ class Service:
         self.max_failed_transactions = 20
         self._consumer: BatchConsumer | None = None
         self._publisher: Publisher | None = None
+        # Offsets (first, last) per partition of a batch that made the engine raise: isolated when read again.
+        self.suspects: dict[int, tuple[int, int]] = {}
 
     # ----------------------------------------------------------------- process manager hooks
     def install_signal_handlers(self) -> None:
@@ -205,7 +208,16 @@ class Service:
                 part.engine.watermark.caught_up(p)
         for p, part in self.partitions.items():
             recs = by_partition.get(p)
-            out = part.engine.process(recs) if recs else part.engine.tick()
+            if recs and self._is_suspect(p, recs):
+                out = isolate(part.engine, recs)
+            elif recs:
+                try:
+                    out = part.engine.process(recs)
+                except Exception as exc:  # noqa: BLE001 - a batch never stops the service (stream.guard)
+                    self._engine_failed(p, recs, exc, by_partition)
+                    return
+            else:
+                out = part.engine.tick()
             if recs or out.alerts or out.commands:
                 part.dirty = True
             self.buffer.extend(out)
@@ -213,6 +225,34 @@ class Service:
                 log.warning("alert %s %s", a.status, a.summary)
             for c in out.commands:
                 log.warning("command %s %s (%s)", c.action, c.model, c.command_id)
+
+    def _is_suspect(self, p: int, recs: MessageRun) -> bool:
+        """Whether this batch holds offsets of one that made the engine raise (then it goes through
+        ``isolate``, which finds the culprits); the mark goes once the batch reaches its end."""
+        span = self.suspects.get(p)
+        if span is None:
+            return False
+        first, last = recs[0].offset, recs[len(recs) - 1].offset
+        if first > span[1] or last < span[0]:
+            return False
+        if last >= span[1]:
+            del self.suspects[p]
+        return True
+
+    def _engine_failed(self, p: int, recs: MessageRun, exc: Exception, by_partition: dict[int, MessageRun]) -> None:
+        """A batch made partition ``p``'s engine raise, half-way through: its state cannot be trusted.
+        Every partition with work since the last commit goes back to it (engine and offsets, as after
+        a failed transaction), and the batch's offsets are marked, so that when they come again they
+        go through ``isolate`` on an engine that is whole: its culprits are dead-lettered, the rest
+        is processed once."""
+        first, last = recs[0].offset, recs[len(recs) - 1].offset
+        self.suspects[p] = (first, last)
+        self.metrics.batches_failed.inc()
+        log.error("partition %d: a batch (offsets %d..%d) made the engine raise (%s); rewinding to the last "
+                  "commit to find the records responsible", p, first, last, summary(exc))
+        back = [q for q, part in self.partitions.items() if part.dirty or q == p]
+        self._rewind(back)
+        self._rewind_offsets([q for q in by_partition if q not in back and q in self.partitions])
 
     # ----------------------------------------------------------------- transactions
     def _commit(self) -> None:

@@ -11,6 +11,8 @@ Binning is vectorised: one ``searchsorted`` per model per micro-batch.
 (True, [24.75, 49.5, 74.25])
 >>> spec.bin(np.array([0.0, 30.0, 99.0])).tolist()
 [0, 1, 3]
+>>> spec.clip(np.array([1e300, -1e300, 5e-324, 50.0])).tolist()  # sums of these cannot overflow
+[222.75, -123.75, 5e-324, 50.0]
 >>> cat = CategoricalSpec(max_labels=2)
 >>> cat.codes(["spam", "ham", "spam", "eggs"]).tolist()
 [0, 1, 0, 2]
@@ -28,6 +30,12 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+#: Values beyond this magnitude are taken as this before anything is computed from them: squares and
+#: sums of a window's values stay finite (1e300 squared is inf, and inf - inf is NaN).
+SAFE = 1e100
+#: A value counts in a window's sums at most this many spreads of the edges beyond them.
+REACH = 3.0
+
 
 class NumericSpec:
     """Bin edges of one model's numeric signal, learned once from its first values."""
@@ -41,6 +49,7 @@ class NumericSpec:
         self.frozen = False
         self._seen: list[FloatArray] = []
         self._seen_n = 0
+        self._range: tuple[float, float] | None = None  # of ``clip``, from the edges when first asked
 
     def observe(self, values: FloatArray) -> None:
         """Keep early values until there are enough to place the edges: exactly the first
@@ -57,7 +66,7 @@ class NumericSpec:
         """Freeze the edges at the quantiles of ``values`` (or of what was observed)."""
         if values is None:
             values = np.concatenate(self._seen) if self._seen else np.empty(0)
-        values = values[np.isfinite(values)]
+        values = np.clip(values[np.isfinite(values)], -SAFE, SAFE)
         if len(values) == 0:
             edges = np.array([0.5])
         else:
@@ -66,6 +75,24 @@ class NumericSpec:
         self.edges = edges.astype(np.float64)
         self.frozen = True
         self._seen = []
+        self._range = None
+
+    def clip(self, values: FloatArray) -> FloatArray:
+        """Values as they count in a window's sums and moments (frozen edges only): within ``REACH``
+        spreads of the edges (the spread is their span, or their magnitude when they are close
+        together, or 1 when that is 0 too). The bins see every value as it is; the sums see an
+        extreme one as a value at the sketch's reach, so one 1e300 cannot overflow them, and moves a
+        window's mean no more than a few ordinary values far out in the tail would."""
+        lo, hi = self.reach()
+        return np.clip(values, lo, hi)
+
+    def reach(self) -> tuple[float, float]:
+        """The range ``clip`` keeps values in."""
+        if self._range is None:
+            lo, hi = float(self.edges[0]), float(self.edges[-1])
+            spread = max(hi - lo, 0.5 * (abs(lo) + abs(hi))) or 1.0
+            self._range = (lo - REACH * spread, hi + REACH * spread)
+        return self._range
 
     @property
     def size(self) -> int:

@@ -39,6 +39,7 @@ class BreakerBook:
     last: dict[str, Command] = field(default_factory=dict)
     verdicts: dict[tuple[str, str], str] = field(default_factory=dict)  # (model, version) -> promote | reject
     seen: set[str] = field(default_factory=set)
+    error: str = ""  # why the last record ``receive`` refused was not a command
 
     def apply(self, cmd: Command) -> str:
         """Apply one command; return what happened: applied, duplicate, expired or rejected."""
@@ -54,6 +55,19 @@ class BreakerBook:
             return "applied"
         self.last[cmd.model] = cmd
         return "applied"
+
+    def receive(self, value: bytes | None, models: set[str] | None = None) -> tuple[str, Command | None]:
+        """A control-topic record as it came, whatever its bytes: ("invalid", None) when it is not a
+        command (why: ``error``), ("other model", command) when not one of ``models``, else what
+        ``apply`` made of it, with the command."""
+        try:
+            cmd = Command.model_validate_json(value or b"")
+        except ValidationError as exc:
+            self.error = str(exc).splitlines()[0]
+            return "invalid", None
+        if models is not None and cmd.model not in models:
+            return "other model", cmd
+        return self.apply(cmd), cmd
 
     def is_open(self, model: str) -> bool:
         """True while the model's last command is an unexpired circuit break."""
@@ -101,21 +115,23 @@ class ControlSubscriber:
                 if err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                     log.warning("control topic: %s", err.str())
                 continue
-            try:
-                cmd = Command.model_validate_json(msg.value() or b"")
-            except ValidationError as exc:
-                self.ignored.append(("invalid", str(exc).splitlines()[0]))
-                continue
-            if self.models is not None and cmd.model not in self.models:
-                continue
-            outcome = self.book.apply(cmd)
-            if outcome != "applied":
-                self.ignored.append((outcome, cmd.command_id))
-                continue
-            applied.append(cmd)
-            if self.on_command is not None:
-                self.on_command(cmd, self.book)
+            cmd = self.handle(msg.value())
+            if cmd is not None:
+                applied.append(cmd)
+                if self.on_command is not None:
+                    self.on_command(cmd, self.book)
         return applied
+
+    def handle(self, value: bytes | None) -> Command | None:
+        """One record of the control topic, whatever its bytes: the command if it was applied; else
+        None, and why it was not in ``ignored`` (invalid, rejected, duplicate, expired), or not one
+        of our models."""
+        outcome, cmd = self.book.receive(value, self.models)
+        if outcome == "applied":
+            return cmd
+        if outcome != "other model":
+            self.ignored.append((outcome, cmd.command_id if cmd is not None else str(self.book.error)))
+        return None
 
     def close(self) -> None:
         self.consumer.close()

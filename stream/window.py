@@ -65,6 +65,36 @@ class Watermark:
         self._last = np.iinfo(np.int64).max
 
 
+def stray_limit(ts: npt.NDArray[np.int64], gap: int, share: float = 0.01) -> int | None:
+    """Without a clock, the latest believable event time of a batch (None: every one is).
+
+    The batch's times sorted, the bulk runs from the median up to the first gap of more than ``gap``
+    beyond which lie only a few events (at most ``share`` of the batch, or one): those are strays
+    (a producer's clock years ahead), and would move the watermark past everything that follows.
+    Many events beyond a gap are the data's own gap (an outage, a backfill), and are believed.
+
+    >>> h = 3_600_000
+    >>> ts = np.array([0, h, 2 * h, 3 * h, 1000 * h])
+    >>> stray_limit(ts, gap=24 * h) == 3 * h, stray_limit(ts[:4], gap=24 * h)
+    (True, None)
+    >>> stray_limit(np.array([0, h, 900 * h, 901 * h, 902 * h]), gap=24 * h) is None  # the data resumes
+    True
+    """
+    n = len(ts)
+    if n < 3:
+        return None
+    s = np.sort(ts)
+    upper = s[n // 2:]
+    gaps = np.flatnonzero(np.diff(upper) > gap)
+    if not len(gaps):
+        return None
+    last = n // 2 + gaps  # the last event before each gap
+    few = n - 1 - last <= max(1.0, share * n)
+    if not few.any():
+        return None
+    return int(s[last[int(np.argmax(few))]])
+
+
 #: Feature bins of a batch's events: the features' columns in the window sums, and a matrix of bin
 #: ids, one row per event and one column per feature given.
 Features = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]

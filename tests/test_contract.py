@@ -30,10 +30,10 @@ def test_event_accepts_rfc3339_with_offset_and_epoch_ms() -> None:
     "event, field",
     [
         ({"event_id": "e", "model": "m", "ts": "2026-11-26T18:00:00", "prediction": 1}, "ts"),
-        ({"event_id": "e", "model": "m", "ts": 1, "prediction": [1, 2]}, "prediction"),
-        ({"event_id": "", "model": "m", "ts": 1, "prediction": 1}, "event_id"),
-        ({"event_id": "e", "ts": 1, "prediction": 1}, "model"),
-        ({"event_id": "e", "model": "m", "ts": 1, "prediction": 1, "segment": {"c": [1]}}, "segment"),
+        ({"event_id": "e", "model": "m", "ts": 1795716000000, "prediction": [1, 2]}, "prediction"),
+        ({"event_id": "", "model": "m", "ts": 1795716000000, "prediction": 1}, "event_id"),
+        ({"event_id": "e", "ts": 1795716000000, "prediction": 1}, "model"),
+        ({"event_id": "e", "model": "m", "ts": 1795716000000, "prediction": 1, "segment": {"c": [1]}}, "segment"),
     ],
 )
 def test_event_rejects_with_the_field_named(event: dict[str, object], field: str) -> None:

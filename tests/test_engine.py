@@ -224,6 +224,23 @@ BAD_INPUT = [
     ("timestamp beyond int64", orjson.dumps({**GOOD, "event_id": "b", "ts": 10**19}), "invalid_event"),
     ("integer prediction too large for a float", b'{"event_id": "h", "model": "fraud", "ts": 1795715999000, "prediction": 1'
      + b"0" * 400 + b"}", "invalid_event"),
+    # Poison pills that once stopped the service (issue 12): event times outside what a datetime, an
+    # int64 or a calendar can hold, or far from any real time. Each is refused where it enters.
+    ("float timestamp beyond int64", b'{"event_id": "p-1", "model": "fraud", "ts": 1.7951864781e20, "prediction": 0.2}',
+     "invalid_event"),
+    ("timestamp 1e308", b'{"event_id": "p-2", "model": "fraud", "ts": 1e308, "prediction": 0.2}', "invalid_event"),
+    ("negative timestamp beyond int64", b'{"event_id": "p-3", "model": "fraud", "ts": -1e20, "prediction": 0.2}',
+     "invalid_event"),
+    ("timestamp in the year -29719", b'{"event_id": "p-4", "model": "fraud", "ts": -1e15, "prediction": 0.2}',
+     "invalid_event"),
+    ("timestamp in seconds", orjson.dumps({**GOOD, "event_id": "p-5", "ts": END // 1000}), "invalid_event"),
+    ("timestamp in microseconds", orjson.dumps({**GOOD, "event_id": "p-6", "ts": END * 1000}), "invalid_event"),
+    ("RFC 3339 before year 1 in UTC", orjson.dumps({**GOOD, "event_id": "p-7", "ts": "0001-01-01T00:00:00+14:00"}),
+     "invalid_event"),
+    ("RFC 3339 in the year 9999", orjson.dumps({**GOOD, "event_id": "p-8", "ts": "9999-12-31T23:59:59Z"}),
+     "invalid_event"),
+    ("prediction that overflows a float", b'{"event_id": "p-9", "model": "fraud", "ts": 1795715999000, "prediction": 1e999}',
+     "invalid_event"),
     ("unknown model", orjson.dumps({**GOOD, "event_id": "u", "model": "ghost"}), "unknown_model"),
     ("far future", orjson.dumps({**GOOD, "event_id": "f", "ts": END + 86_400_000}), "future"),
     ("label where numbers are sent", orjson.dumps({**GOOD, "event_id": "l", "prediction": "high"}), "prediction_type"),
@@ -381,3 +398,36 @@ def test_events_of_several_models_in_one_batch_keep_their_order() -> None:
     assert [(d.reason, d.record.offset) for d in out.dead_letters] == [("unknown_model", 20), ("duplicate", 5)]
     assert engine.stats.processed == 19
     assert [engine.series_key[s] for s in engine.models["b"].sids] == ["s=x"]
+
+
+def test_extreme_values_leave_the_statistics_finite_and_the_drift_found_in_the_same_window() -> None:
+    """1e300, -1e300, 1e-300, subnormals and the largest floats in one segment's window a week before
+    a real drift there: no NaN or inf anywhere in the state, and the drift alerts in the same window."""
+    import numpy as np
+
+    start = END - 30 * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=END, rate=40, drifts=(Drift(1, start, "shift", 1.5),))
+    good = events(sc, seed=6)
+    at = next(i for i, r in enumerate(good) if orjson.loads(r)["ts"] >= start - WEEK_MS)
+    template = orjson.loads(good[at])
+    extremes = [1e300, -1e300, 1e-300, 5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308, 2.2e-308]
+    hostile = good[:at] + [orjson.dumps({**template, "event_id": f"x{k}", "prediction": v})
+                           for k, v in enumerate(extremes)] + good[at:]
+
+    def first_drift(raw: list[bytes]) -> tuple[Engine, int]:
+        engine = Engine(config())
+        out = feed(engine, raw)
+        firing = [a for a in out.alerts if a.status == "firing" and a.signal == "prediction" and a.window_start >= start]
+        assert firing, "the drift must be found"
+        return engine, min(a.window_start for a in firing)
+
+    _clean, want = first_drift(good)
+    engine, got = first_drift(hostile)
+    assert got == want
+    st = engine.models["fraud"].store
+    for name in ("scal", "hist", "fhist", "fdisp", "ph"):
+        arr = getattr(st, name)
+        assert np.isfinite(arr).all(), f"{name} holds NaN or inf"
+    for field in st.recent.dtype.names or ():
+        assert not np.isinf(st.recent[field]).any()
+    assert engine.stats.processed == len(hostile)

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from stream.config import Config, Defaults, ModelConfig
+from stream.contract import MAX_TS, MIN_TS
 from stream.decode import Record, Schema, TypedDecoder, _native
 from stream.engine import Engine
 from stream.simulate import HOUR_MS, Drift, Scenario, simulate
@@ -150,9 +151,10 @@ def _event(rng: random.Random) -> bytes:
     pairs = [
         ('"event_id"', pick(_text(rng, rng.choice([1, 5, 40])), rng.choice([_text(rng, 0), _text(rng, 256), _text(rng, 257), "7"]))),
         ('"model"', model),
-        ('"ts"', pick(str(rng.randint(0, 2 * 10**12)), rng.choice(["1.0", "1e3", "-0", "1000000000000000",
-                                                                    "1000000000000001", '"2026-01-01T00:00:00Z"',
-                                                                    str(2**63), "null"]))),
+        ('"ts"', pick(str(rng.randint(MIN_TS - 10**11, MAX_TS + 10**11)),
+                      rng.choice(["1.0", "1e3", "-0", "1000000000000000", "1000000000000001", '"2026-01-01T00:00:00Z"',
+                                  str(2**63), "null", str(MIN_TS), str(MIN_TS - 1), str(MAX_TS), str(MAX_TS - 1),
+                                  "1.7951864781e20", "-1000000000000000", "1795716000000.0"]))),
         ('"prediction"', pick(_number(rng), _value(rng))),
         ('"segment"', pick(_obj(rng, seg_vals), rng.choice(["null", "{}", "[]", _value(rng)]))),
         ('"features"', pick(_obj(rng, feats), rng.choice(["null", "{}", _value(rng)]))),
@@ -209,12 +211,12 @@ def test_the_native_decoder_accepts_only_what_the_typed_decoder_accepts_and_read
 
 @needs_native
 @pytest.mark.parametrize("raw", [
-    b'{"model":"m1","event_id":"a","event_id":"b","ts":1,"prediction":1}',  # repeated field: msgspec keeps the last
-    b'{"model":"m1","event_id":"a","ts":1,"prediction":100000000000000000000000}',  # beyond 64 bits
-    b'{"model":"m1","event_id":"a","ts":1,"prediction":1,"segment":{"country":"x","country":"y"}}',
-    b'{"model":"m1","event_id":"a","ts":1,"prediction":1,"x":"\xff"}',  # not UTF-8, in a field not read
-    b'{"model":"m1","event_id":"a","ts":1,"prediction":{}}',  # an empty map: the Python path explains
-    b'{"model":"m1","event_id":"a","ts":1,"prediction":{"x":0.5,"x":0.7}}',  # a repeated class
+    b'{"model":"m1","event_id":"a","event_id":"b","ts":1795716000000,"prediction":1}',  # repeated field: msgspec keeps the last
+    b'{"model":"m1","event_id":"a","ts":1795716000000,"prediction":100000000000000000000000}',  # beyond 64 bits
+    b'{"model":"m1","event_id":"a","ts":1795716000000,"prediction":1,"segment":{"country":"x","country":"y"}}',
+    b'{"model":"m1","event_id":"a","ts":1795716000000,"prediction":1,"x":"\xff"}',  # not UTF-8, in a field not read
+    b'{"model":"m1","event_id":"a","ts":1795716000000,"prediction":{}}',  # an empty map: the Python path explains
+    b'{"model":"m1","event_id":"a","ts":1795716000000,"prediction":{"x":0.5,"x":0.7}}',  # a repeated class
 ])
 def test_what_the_typed_decoder_takes_but_the_native_one_leaves_to_it(raw: bytes) -> None:
     t = _decoders()
@@ -225,7 +227,7 @@ def test_what_the_typed_decoder_takes_but_the_native_one_leaves_to_it(raw: bytes
 @needs_native
 def test_one_event_it_cannot_read_sends_the_whole_batch_the_python_way() -> None:
     t = _decoders()
-    good = b'{"model":"m1","event_id":"a","ts":1,"prediction":1}'
+    good = b'{"model":"m1","event_id":"a","ts":1795716000000,"prediction":1}'
     assert t.columns([Record(good)] * 3, 65536) is not None
     assert t.columns([Record(good), Record(b'{"model":"m1"}'), Record(good)], 65536) is None
     assert t.columns([Record(good), Record(None)], 65536) is None
@@ -311,7 +313,7 @@ def test_a_replayed_file_gives_the_same_alerts_and_dead_letters_with_and_without
 def test_zero_reads_as_msgspec_reads_it(text: bytes, value: float) -> None:
     """The integer -0 is the integer 0, so the float 0.0; the float -0.0 keeps its sign."""
     t = _decoders()
-    raw = b'{"model":"m1","event_id":"a","ts":1,"prediction":%s,"features":{"a":%s}}' % (text, text)
+    raw = b'{"model":"m1","event_id":"a","ts":1795716000000,"prediction":%s,"features":{"a":%s}}' % (text, text)
     [c] = t.columns([Record(raw)], 65536) or []
     ev = t.decoder()(raw)
     for got in (float(c.prediction[0]), float(c.features[0][0])):
@@ -359,13 +361,13 @@ def test_new_series_are_numbered_in_event_order_on_both_paths() -> None:
 @needs_native
 def test_text_predictions_and_probability_maps_are_read_natively_as_labels() -> None:
     t = _decoders()
-    rows = [b'{"model":"m1","event_id":"%d","ts":1,"prediction":%s}' % (i, p) for i, p in enumerate(
+    rows = [b'{"model":"m1","event_id":"%d","ts":1795716000000,"prediction":%s}' % (i, p) for i, p in enumerate(
         [b'"fraud"', b'{"ok":0.2,"fraud":0.8}', b'{"ok":0.5,"fraud":0.5}', b'"ok"', b'{"x":1}'])]
     [c] = t.columns([Record(r) for r in rows], 65536) or []
     names = t.native["m1"].labels()
     assert c.labels and [names[i] for i in c.prediction.tolist()] == ["fraud", "fraud", "ok", "ok", "x"]
     # numbers and text for one model in one batch: the Python path dead-letters the odd ones out
-    mixed = [rows[0], b'{"model":"m1","event_id":"n","ts":1,"prediction":0.5}']
+    mixed = [rows[0], b'{"model":"m1","event_id":"n","ts":1795716000000,"prediction":0.5}']
     assert t.columns([Record(r) for r in mixed], 65536) is None
 
 
@@ -396,9 +398,9 @@ def test_text_features_read_as_msgspec_reads_them() -> None:
     t.set(Schema("m", ["c"], ["tier", "x"], ["categorical", "numeric"]))
     typed = t.decoder()
     cases = [b'"gold"', b'true', b'false', b'null', b'"\\u00e9t\\u00e9"', b'""']
-    rows = [b'{"model":"m","event_id":"%d","ts":1,"prediction":1,"features":{"tier":%s,"x":2}}' % (i, v)
+    rows = [b'{"model":"m","event_id":"%d","ts":1795716000000,"prediction":1,"features":{"tier":%s,"x":2}}' % (i, v)
             for i, v in enumerate(cases)]
-    rows.append(b'{"model":"m","event_id":"n","ts":1,"prediction":1,"features":{"x":3}}')  # absent
+    rows.append(b'{"model":"m","event_id":"n","ts":1795716000000,"prediction":1,"features":{"x":3}}')  # absent
     [c] = t.columns([Record(r) for r in rows], 65536) or []
     names = t.native["m"].feature_labels()
     got = [None if v != v else names[int(v)] for v in c.features[:, 0].tolist()]
@@ -407,7 +409,7 @@ def test_text_features_read_as_msgspec_reads_them() -> None:
     assert got == ["gold", "true", "false", None, "été", "", None]
     assert c.features[:, 1].tolist() == [2.0] * 6 + [3.0]
     for odd in (b'1', b'1.5', b'{}', b'[]'):
-        raw = b'{"model":"m","event_id":"o","ts":1,"prediction":1,"features":{"tier":%s}}' % odd
+        raw = b'{"model":"m","event_id":"o","ts":1795716000000,"prediction":1,"features":{"tier":%s}}' % odd
         assert t.columns([Record(raw)], 65536) is None
 
 

@@ -117,3 +117,25 @@ def test_replay_of_a_topic_written_in_transactions_ends(kafka_bootstrap: str, pr
     producer.commit_transaction(30)
     proc = driftline("replay", "--topic", topic, "--bootstrap", kafka_bootstrap, "--config", str(cfg), timeout=120)
     assert f"replayed {len(lines)} events" in proc.stdout
+
+
+def test_a_stray_far_future_event_in_a_replay_closes_no_window(backtest: tuple[Path, Path], tmp_path: Path) -> None:
+    """Without a clock a replay cannot call anything 'ahead of now': an event years after the rest of its
+    batch is a stray (``future``), or the watermark would jump there and every event after it be late."""
+    from stream.config import load_config
+    from stream.replay import replay
+
+    events, cfg = backtest
+    lines = events.read_bytes().splitlines(keepends=True)
+    stray = orjson.loads(lines[len(lines) // 2])
+    stray.update(event_id="stray", ts=END + 3 * 365 * 86_400_000)  # 2029: inside the accepted range
+    hostile = tmp_path / "hostile.jsonl"
+    hostile.write_bytes(b"".join(lines[: len(lines) // 2]) + orjson.dumps(stray) + b"\n" + b"".join(lines[len(lines) // 2:]))
+    want, got = tmp_path / "want.jsonl", tmp_path / "got.jsonl"
+    config = load_config(cfg)
+    with want.open("wb") as a:
+        clean = replay(events, config, alerts_out=a)
+    with got.open("wb") as a:
+        result = replay(hostile, config, alerts_out=a)
+    assert clean.alerts and want.read_bytes() == got.read_bytes()
+    assert result.by_reason == {"malformed_json": 1, "future": 1} and "late" not in result.by_reason

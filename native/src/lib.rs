@@ -15,8 +15,10 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-/// Bound on `ts` (milliseconds), as `stream.contract.MAX_TS`.
-const MAX_TS: i64 = 1_000_000_000_000_000;
+/// The accepted event times (milliseconds, `MIN_TS..MAX_TS`), as `stream.contract`'s: outside
+/// them the batch goes the general way, which dead-letters the event with the reason.
+const MIN_TS: i64 = 946_684_800_000;
+const MAX_TS: i64 = 4_102_444_800_000;
 /// Deepest nesting accepted inside a field this decoder does not read.
 const MAX_DEPTH: usize = 64;
 /// Distinct text predictions a model's table keeps numbers for.
@@ -663,7 +665,7 @@ fn event<'a>(
             F_TS => {
                 let (t, int) = p.number()?;
                 let v: i64 = if int { t.parse().map_err(|_| Refuse)? } else { return Err(Refuse) };
-                if !(-MAX_TS..=MAX_TS).contains(&v) {
+                if !(MIN_TS..MAX_TS).contains(&v) {
                     return Err(Refuse);
                 }
                 ts = Some(v);

@@ -1,0 +1,233 @@
+"""The guard: no record can stop driftline.
+
+Every value is validated where it enters (decode), so that the engine never sees one it cannot
+handle. This module is for the case that validation missed: a batch that makes ``Engine.process``
+raise. The records responsible are found by bisecting the batch, each half tried on a copy of the
+engine's state as it stood before the batch (copies are the state records the service restores
+from, never pickles); they are dead-lettered with reason ``engine_error``, the exception's summary and
+their original bytes, and the rest of the batch is then processed, once, on the real engine, as one
+batch (so the watermark moves exactly as it would have without the culprits).
+
+Finding them is delta debugging over the batch's records, in order: a half that fails alone holds
+a culprit; the second half is tried after the first half's good records, so a record that fails only
+after another one is found too. With ``k`` culprits among ``n`` records that is about ``2 k log2 n``
+trials, each a restore and a ``process`` of at most the batch: seconds for a large state, and only
+when something is already wrong.
+
+>>> bad = {3, 7}  # records that break the engine, for the example
+>>> culprits(lambda xs: not bad & set(xs), 10, list(range(10)))
+[3, 7]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .decode import Record
+from .engine import Engine, Output
+from .metrics import Metrics
+
+log = logging.getLogger("driftline.guard")
+
+REASON = "engine_error"
+DETAIL_CHARS = 400  # of the exception's summary, in the dead letter's detail header
+
+
+class EngineFailure(RuntimeError):
+    """The engine fails even with none of the batch's records: no record is to blame (a bug in the
+    engine's own state, e.g. at a window close); stopping is the honest answer."""
+
+
+def summary(exc: BaseException) -> str:
+    """The exception in one line, with where it was raised (file:line in function).
+
+    >>> try:
+    ...     int("x")
+    ... except ValueError as e:
+    ...     print(summary(e).split(" at ")[0])
+    ValueError: invalid literal for int() with base 10: 'x'
+    """
+    where = ""
+    tb = traceback.extract_tb(exc.__traceback__)
+    if tb:
+        last = tb[-1]
+        where = f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return (text[: DETAIL_CHARS - len(where)] + where) if len(text) + len(where) > DETAIL_CHARS else text + where
+
+
+def culprits(ok: Callable[[list[Any]], bool], n: int, items: Sequence[Any]) -> list[int]:
+    """Positions (ascending) of a smallest-found set of ``items[:n]`` without which ``ok`` holds for
+    the rest, in order. ``ok(items)`` must be false and ``ok([])`` true.
+
+    >>> culprits(lambda xs: not {2, 5} <= set(xs), 8, list(range(8)))  # only the pair together fails
+    [5]
+    """
+
+    def find(ctx: list[int], idx: list[int]) -> list[int]:
+        if ok([items[i] for i in ctx + idx]):
+            return []
+        if len(idx) == 1:
+            return idx
+        mid = len(idx) // 2
+        bad_a = find(ctx, idx[:mid])
+        gone = set(bad_a)
+        good_a = [i for i in idx[:mid] if i not in gone]
+        return bad_a + find(ctx + good_a, idx[mid:])
+
+    return find([], list(range(n)))
+
+
+def isolate(engine: Engine, records: Sequence[Record], copy: Callable[[], Engine] | None = None) -> Output:
+    """Process ``records`` on ``engine`` (as it stands: before the batch) whatever they hold: the ones
+    that make it raise become ``engine_error`` dead letters, the rest is processed as one batch.
+
+    ``copy`` makes an engine in the same state as ``engine`` (default: through its state records),
+    with its own metrics; each trial runs on one. The clock is read once: every trial and the final
+    run see the same time. Raises ``EngineFailure`` when even an empty batch fails.
+    """
+    from .state import dumps, loads
+
+    if copy is None:
+        blob = dumps(engine)
+
+        def copy() -> Engine:
+            e = loads(engine.config, blob, Metrics(), engine.clock, engine.budget_share)
+            e.idle_after = engine.idle_after
+            e.watermark._seen_at = dict(engine.watermark._seen_at)
+            return e
+
+    clock = engine.clock
+    frozen: Callable[[], float] | None = None
+    if clock is not None:
+        now = clock()
+
+        def frozen() -> float:
+            return now
+
+    errors: dict[int, str] = {}
+    first: list[BaseException] = []
+    t0 = time.perf_counter()
+    trials = [0]
+    recs = [records[i] for i in range(len(records))]
+    position = {id(r): i for i, r in enumerate(recs)}
+
+    def ok(subset: list[Record]) -> bool:
+        trials[0] += 1
+        trial = copy()
+        trial.clock = frozen
+        try:
+            trial.process(subset)
+            if not subset:
+                trial.tick()
+        except Exception as exc:  # noqa: BLE001 - any failure of the engine is what is looked for
+            if not first:
+                first.append(exc)
+            if len(subset) == 1:
+                errors[position[id(subset[0])]] = summary(exc)
+            return False
+        return True
+
+    if ok(recs):
+        bad: list[int] = []
+    else:
+        if not ok([]):
+            raise EngineFailure(f"the engine fails with no record at all: {summary(first[0])}") from first[0]
+        bad = culprits(ok, len(recs), recs)
+    gone = set(bad)
+    good = [r for i, r in enumerate(recs) if i not in gone]
+    engine.clock = frozen
+    try:
+        out = engine.process(good) if bad else engine.process(records)
+    finally:
+        engine.clock = clock
+    if bad:
+        exc = first[0]
+        log.error("%d record(s) of a batch of %d made the engine raise (%s); dead-lettered as %s after %d "
+                  "trials in %.2fs:\n%s", len(bad), len(records), summary(exc), REASON, trials[0],
+                  time.perf_counter() - t0, "".join(traceback.format_exception(exc)))
+        out.extend(engine.reject([recs[i] for i in bad], REASON, [errors.get(i, summary(exc)) for i in bad]))
+        engine.metrics.engine_errors.inc(len(bad))
+    return out
+
+
+class Guard:
+    """An engine over batches (``driftline replay``) that no batch can stop: a checkpoint of its
+    state now and then, and the batches since, to go back to when one raises.
+
+    A checkpoint is the engine's state records (``stream.state.records``): the first one whole, then
+    only the records that changed since the last (the meta and the calendar-slot columns touched), as
+    the service writes its changelog; so one costs what changed, not the whole state. It is taken
+    when the batches kept since the last one hold ``keep_bytes``, or when the time since it is
+    ``1 / overhead`` times what it took. After a failure the engine is restored from the checkpoint,
+    the kept batches are processed again (their output was emitted already: it is the same, and
+    dropped), and the failing batch goes through ``isolate``.
+    """
+
+    def __init__(self, engine: Engine, keep_bytes: int = 256 << 20, overhead: float = 0.05):
+        from .state import records
+
+        self.engine = engine
+        self.keep_bytes = keep_bytes
+        self.overhead = overhead
+        self.failures = 0
+        self._state: dict[str, bytes] = records(engine, changed_only=False)
+        self._mark()
+
+    def process(self, batch: Sequence[Record]) -> Output:
+        try:
+            out = self.engine.process(batch)
+        except Exception:  # noqa: BLE001 - isolate finds and explains it
+            self.failures += 1
+            self._back()
+            out = isolate(self.engine, batch)
+            self._checkpoint()
+            return out
+        self._kept.append(batch)
+        self._kept_bytes += _size(batch)
+        if self._kept_bytes >= self.keep_bytes or time.perf_counter() - self._at >= self._cost / self.overhead:
+            self._checkpoint()
+        return out
+
+    def _checkpoint(self) -> None:
+        from .state import records
+
+        t0 = time.perf_counter()
+        self._state.update(records(self.engine))
+        self._mark(time.perf_counter() - t0)
+
+    def _mark(self, cost: float = 0.0) -> None:
+        self._seen_at = dict(self.engine.watermark._seen_at)
+        self._at = time.perf_counter()
+        self._cost = cost
+        self._kept: list[Sequence[Record]] = []
+        self._kept_bytes = 0
+
+    def _back(self) -> None:
+        """The engine as it stood before the failing batch: the checkpoint, then the kept batches."""
+        from .state import from_records
+
+        e = self.engine
+        restored = from_records(e.config, self._state, e.metrics, e.clock, e.budget_share)
+        restored.idle_after = e.idle_after
+        restored.watermark._seen_at = dict(self._seen_at)
+        for batch in self._kept:
+            restored.process(batch)
+        for p, seen in e.watermark._seen_at.items():  # partitions said to be caught up since
+            if seen == float("-inf"):
+                restored.watermark._seen_at[p] = seen
+        self.engine = restored
+
+
+def _size(batch: Sequence[Record]) -> int:
+    block = getattr(batch, "block", None)
+    if block is not None:
+        return len(block)
+    values = getattr(batch, "values", None)
+    if values is None:
+        values = [r.value for r in batch]
+    return sum(len(v) for v in values if v is not None)

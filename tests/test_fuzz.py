@@ -1,0 +1,39 @@
+"""The fuzz targets (tests/fuzz/targets.py) in the test suite: every seed and regression input of
+their corpora through its target, then a short coverage-guided run of each under atheris.
+
+Longer runs: ``make fuzz`` (``FUZZ_SECONDS`` per target). An input that breaks a target is saved
+under ``.fuzz/crashes/TARGET/``; once understood it goes into the corpus here (and, for an event,
+into the bad-input table of tests/test_engine.py), so it is run on every test run from then on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+from .fuzz.targets import TARGETS
+
+CORPUS = Path(__file__).parent / "fuzz" / "corpus"
+SECONDS = int(os.environ.get("DRIFTLINE_FUZZ_SECONDS", "15"))
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_every_corpus_input_passes_its_target(name: str) -> None:
+    files = sorted((CORPUS / name).iterdir())
+    assert files, f"no corpus for {name}"
+    for f in files:
+        TARGETS[name](f.read_bytes())
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_a_short_coverage_guided_run_finds_nothing(name: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tests.fuzz.run", name, f"-max_total_time={SECONDS}",
+                           "-print_final_stats=1"], cwd=ROOT, capture_output=True, text=True, timeout=SECONDS + 300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = [line for line in proc.stderr.splitlines() if line.startswith("stat::number_of_executed_units")]
+    assert runs and int(runs[-1].split(":")[-1]) > 50, proc.stderr[-2000:]
