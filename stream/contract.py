@@ -90,14 +90,25 @@ def _epoch_ms(value: Any, lo: int, hi: int, span: str) -> int:
     raise ValueError("ts must be an RFC 3339 string or integer epoch milliseconds")
 
 
+#: Bounds on what an event's text and maps may hold: everything here ends up in state, in alert
+#: payloads and in Kafka records with a size limit. A segment value, a class label, a version and a
+#: monitored text feature's value have at most ``MAX_TEXT`` characters; a segment at most
+#: ``MAX_SEGMENT_KEYS`` keys; a probability map at most ``MAX_CLASSES`` classes.
+MAX_TEXT = 256
+MAX_SEGMENT_KEYS = 32
+MAX_CLASSES = 1024
+
+
 def _segment_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    raise ValueError("segment values must be strings, integers or booleans")
+        value = "true" if value else "false"
+    elif isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError("segment values must be strings, integers or booleans")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"segment value longer than {MAX_TEXT} characters")
+    return value
 
 
 def _finite(value: Any) -> Any:
@@ -132,6 +143,7 @@ EpochMs = Annotated[
 ]
 SegmentValue = Annotated[str, BeforeValidator(_segment_value), WithJsonSchema({"type": ["string", "integer", "boolean"]})]
 Number = Annotated[StrictFloat | StrictInt, BeforeValidator(_finite)]
+Text = Annotated[StrictStr, Field(max_length=MAX_TEXT)]
 FeatureValue = Number | StrictStr | StrictBool | None
 Timestamp = Annotated[
     int,
@@ -148,10 +160,10 @@ class PredictionEvent(BaseModel):
 
     event_id: StrictStr = Field(min_length=1, max_length=256)
     model: StrictStr = Field(min_length=1, max_length=128)
-    model_version: StrictStr | None = None
+    model_version: Text | None = None
     ts: EpochMs
-    segment: dict[StrictStr, SegmentValue] = Field(default_factory=dict)
-    prediction: Number | StrictStr | dict[StrictStr, Number]
+    segment: Annotated[dict[Text, SegmentValue], Field(max_length=MAX_SEGMENT_KEYS)] = Field(default_factory=dict)
+    prediction: Number | Text | Annotated[dict[Text, Number], Field(max_length=MAX_CLASSES)]
     features: dict[StrictStr, FeatureValue] = Field(default_factory=dict)
     label: Number | StrictStr | StrictBool | None = None
 

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import orjson
 from pydantic import ValidationError
 
-from .contract import MAX_TS, MIN_TS, PredictionEvent
+from .contract import MAX_CLASSES, MAX_SEGMENT_KEYS, MAX_TEXT, MAX_TS, MIN_TS, PredictionEvent
 
 try:  # the batch decoder in Rust (native/); without a Rust toolchain at install, the Python path alone
     from . import _native
@@ -49,6 +49,9 @@ class Record(NamedTuple):
 _MAX = 1.7976931348623157e308  # a bound on floats turns JSON overflow (1e400 -> inf) into a validation error
 _Finite = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
 _Ts = Annotated[int, msgspec.Meta(ge=MIN_TS, lt=MAX_TS)]
+_Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+_Segment = Annotated[dict[_Text, _Text], msgspec.Meta(max_length=MAX_SEGMENT_KEYS)]
+_Classes = Annotated[dict[_Text, _Finite], msgspec.Meta(max_length=MAX_CLASSES)]
 
 
 class Event(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -62,10 +65,10 @@ class Event(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     ts: _Ts
-    segment: dict[str, str] = {}
-    prediction: _Finite | str | dict[str, _Finite]
+    segment: _Segment = {}
+    prediction: _Finite | _Text | _Classes
     features: dict[str, _Finite | str | bool | None] = {}
-    model_version: str | None = None
+    model_version: _Text | None = None
     label: _Finite | str | bool | None = None
 
 
@@ -73,11 +76,12 @@ _decode_fast = msgspec.json.Decoder(Event).decode
 
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-_Prediction = _Finite | str | dict[str, _Finite]
+_Prediction = _Finite | _Text | _Classes
 _Value = _Finite | str | bool | None
 # A monitored feature's declared type follows what its sketch learned it to be: a value of the other
 # kind fails the typed decode, and the generic path then counts it as wrong-typed (the null bin).
-_FEATURE_TYPE: dict[str | None, Any] = {"numeric": _Finite | None, "categorical": str | bool | None, None: _Value}
+_FEATURE_TYPE: dict[str | None, Any] = {"numeric": _Finite | None, "categorical": _Text | bool | None,
+                                        None: _Finite | _Text | bool | None}
 
 
 class Schema:
@@ -108,13 +112,13 @@ class Schema:
         fields: list[tuple[Any, ...]] = [("event_id", _Id), ("ts", _Ts)]
         if self.segment_by is not None:
             self.segment = msgspec.defstruct(
-                "Segment", [(f"s{i}", str, "(none)") for i in range(len(self.segment_by))],
+                "Segment", [(f"s{i}", _Text, "(none)") for i in range(len(self.segment_by))],
                 rename={f"s{i}": k for i, k in enumerate(self.segment_by)},
                 frozen=True, gc=False, forbid_unknown_fields=True)
             fields.append(("segment", self.segment, msgspec.field(default_factory=self.segment)))
         else:
             self.segment = None
-            fields.append(("segment", dict[str, str], msgspec.field(default_factory=dict)))
+            fields.append(("segment", _Segment, msgspec.field(default_factory=dict)))
         fields.append(("prediction", _Prediction))
         if self.features:
             self.feature_struct = msgspec.defstruct(
@@ -125,7 +129,7 @@ class Schema:
         else:
             self.feature_struct = None
             fields.append(("features", dict[str, _Value], msgspec.field(default_factory=dict)))
-        fields += [("model_version", str | None, None), ("label", _Value, None)]
+        fields += [("model_version", _Text | None, None), ("label", _Value, None)]
         self.event = msgspec.defstruct("TypedEvent", fields, tag_field="model", tag=model, frozen=True, gc=False,
                                        kw_only=True)
 
@@ -261,7 +265,7 @@ class _Slow(Exception):
 
 
 def _segment(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or len(value) > MAX_SEGMENT_KEYS:
         raise _Slow
     out = {}
     for k, v in value.items():
@@ -272,6 +276,8 @@ def _segment(value: Any) -> dict[str, str]:
         elif type(v) is int:
             out[k] = str(v)
         else:
+            raise _Slow
+        if len(k) > MAX_TEXT or len(out[k]) > MAX_TEXT:
             raise _Slow
     return out
 
@@ -313,11 +319,11 @@ def _fast(raw: bytes) -> Event:
     else:
         raise _Slow
     pred = d.get("prediction")
-    if type(pred) is str or _number(pred):
+    if (type(pred) is str and len(pred) <= MAX_TEXT) or _number(pred):
         pass
-    elif type(pred) is dict:
-        for v in pred.values():
-            if not _number(v):
+    elif type(pred) is dict and len(pred) <= MAX_CLASSES:
+        for k, v in pred.items():
+            if not _number(v) or len(k) > MAX_TEXT:
                 raise _Slow
     else:
         raise _Slow
@@ -336,7 +342,7 @@ def _fast(raw: bytes) -> Event:
             if not (v is None or t is str or t is bool or _number(v)):
                 raise _Slow
     version = d.get("model_version")
-    if version is not None and type(version) is not str:
+    if version is not None and (type(version) is not str or len(version) > MAX_TEXT):
         raise _Slow
     label = d.get("label")
     if label is not None and not (type(label) in (str, bool) or _number(label)):
@@ -551,6 +557,10 @@ def _generic(rec: Record, max_bytes: int, typed: TypedDecoder | None) -> tuple[A
         except ValidationError as err:
             return None, _explain(rec, raw, err)
     schema = typed.schemas.get(event.model) if typed is not None else None
+    if schema is not None:
+        long = next((n for n in schema.features if type(v := event.features.get(n)) is str and len(v) > MAX_TEXT), None)
+        if long is not None:
+            return None, DeadLetter(rec, "invalid_event", f"features.{long}: text longer than {MAX_TEXT} characters")
     return (schema.convert(event) if schema is not None else event), None
 
 

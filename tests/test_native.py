@@ -434,3 +434,38 @@ def test_a_model_with_a_text_feature_gives_the_same_alerts_with_and_without_the_
     assert on.typed.schemas["fraud"].kinds == ("numeric", "categorical", "numeric", "numeric")
     assert on.typed.native["fraud"].feature_labels(), "the text feature went through the native decoder"
     assert batches(on, "native") > batches(on, "python")
+
+
+_LONG = [
+    {"segment": {"country": "x" * 257}},
+    {"segment": {f"k{i}": "v" for i in range(33)}},
+    {"prediction": "y" * 257},
+    {"prediction": {f"c{i}": 0.001 for i in range(1025)}},
+    {"prediction": {"a" * 257: 0.5, "b": 0.5}},
+    {"model_version": "v" * 257},
+    {"features": {"tier": "t" * 257}},
+    {"segment": {"country": "é" * 257}},  # characters, not bytes, are counted
+]
+
+
+@pytest.mark.parametrize("extra", _LONG, ids=[str(i) for i in range(len(_LONG))])
+def test_text_and_maps_beyond_their_bounds_are_the_same_dead_letter_on_both_paths(extra: dict[str, Any]) -> None:
+    from stream.contract import MAX_TEXT
+
+    raw = orjson.dumps({"event_id": "long", "model": "fraud", "ts": END, "prediction": 0.5, **extra})
+    good = orjson.dumps({"event_id": "ok", "model": "fraud", "ts": END, "prediction": 0.5, "features": {"tier": "gold"}})
+    got = []
+    for native in (True, False):
+        engine = Engine(Config(models={"fraud": ModelConfig(features=["tier"])}, defaults=Defaults(native_decoder=native)))
+        assert engine.process([Record(good, None, "in", 0, 0)]).dead_letters == []
+        if native:  # the compiled decoder leaves it to the Python path, which explains
+            assert engine.typed.columns([Record(raw, None, "in", 0, 1)], 65536) is None
+        out = engine.process([Record(raw, None, "in", 0, 1)])
+        got.append([(d.reason, d.detail) for d in out.dead_letters])
+    assert got[0] == got[1] and [r for r, _d in got[0]] == ["invalid_event"]
+    # and just within the bounds, it is an event
+    ok = orjson.dumps({"event_id": "edge", "model": "fraud", "ts": END, "prediction": "y" * MAX_TEXT,
+                       "segment": {"country": "é" * MAX_TEXT}, "model_version": "v" * MAX_TEXT})
+    engine = Engine(Config(models={"fraud": ModelConfig()}))
+    assert engine.process([Record(ok, None, "in", 0, 0)]).dead_letters == []
+    assert engine.typed.columns([Record(ok, None, "in", 0, 0)], 65536) is not None

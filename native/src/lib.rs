@@ -19,6 +19,20 @@ use std::collections::HashMap;
 /// them the batch goes the general way, which dead-letters the event with the reason.
 const MIN_TS: i64 = 946_684_800_000;
 const MAX_TS: i64 = 4_102_444_800_000;
+/// Bounds on text and maps, as `stream.contract`'s `MAX_TEXT` (characters), `MAX_SEGMENT_KEYS` and
+/// `MAX_CLASSES`: beyond them the batch goes the general way, which dead-letters the event.
+const MAX_TEXT: usize = 256;
+const MAX_SEGMENT_KEYS: usize = 32;
+const MAX_CLASSES: usize = 1024;
+
+/// At most `MAX_TEXT` characters (a byte count within it says so without counting).
+fn short(s: &str) -> R<()> {
+    if s.len() <= MAX_TEXT || s.chars().count() <= MAX_TEXT {
+        Ok(())
+    } else {
+        Err(Refuse)
+    }
+}
 /// Deepest nesting accepted inside a field this decoder does not read.
 const MAX_DEPTH: usize = 64;
 /// Distinct text predictions a model's table keeps numbers for.
@@ -430,7 +444,13 @@ impl Model {
                     if p.peek()? != b'"' {
                         return Err(Refuse); // not a string: the general path converts or refuses
                     }
-                    pairs.push((k, p.string()?));
+                    let v = p.string()?;
+                    short(&k)?;
+                    short(&v)?;
+                    if pairs.len() == MAX_SEGMENT_KEYS {
+                        return Err(Refuse);
+                    }
+                    pairs.push((k, v));
                     if !p.more(b'}')? {
                         break;
                     }
@@ -512,7 +532,7 @@ impl Model {
                         // null: the row keeps NaN
                     } else if self.text[at] {
                         let text = match p.peek()? {
-                            b'"' => p.string()?,
+                            b'"' => p.string().and_then(|t| short(&t).map(|_| t))?,
                             b't' => p.literal(b"true").map(|_| Cow::Borrowed("true"))?,
                             b'f' => p.literal(b"false").map(|_| Cow::Borrowed("false"))?,
                             _ => return Err(Refuse), // a number for a text feature: the general path
@@ -569,21 +589,26 @@ enum Pred<'a> {
 /// finite number is left to the general path.
 fn prediction<'a>(p: &mut P<'a>) -> R<Pred<'a>> {
     match p.peek()? {
-        b'"' => Ok(Pred::Label(p.string()?)),
+        b'"' => {
+            let label = p.string()?;
+            short(&label)?;
+            Ok(Pred::Label(label))
+        }
         b'{' => {
             if !p.open(b'{', b'}')? {
                 return Err(Refuse);
             }
-            let mut seen: Vec<Cow<str>> = Vec::new();
+            // A set of the classes seen: a map of many classes costs one lookup per class, not a scan.
+            let mut seen: std::collections::HashSet<Cow<str>> = std::collections::HashSet::new();
             let mut best: Option<(Cow<str>, f64)> = None;
             loop {
                 let k = p.string()?;
                 p.eat(b':')?;
                 let x = p.float()?;
-                if seen.contains(&k) {
+                short(&k)?;
+                if seen.len() == MAX_CLASSES || !seen.insert(k.clone()) {
                     return Err(Refuse);
                 }
-                seen.push(k.clone());
                 if best.as_ref().map_or(true, |(_, b)| x > *b) {
                     best = Some((k, x));
                 }
@@ -671,7 +696,15 @@ fn event<'a>(
                 ts = Some(v);
             }
             F_PREDICTION => pred = Some(prediction(&mut p)?),
-            F_VERSION => version = if p.null()? { None } else { Some(p.string()?) },
+            F_VERSION => {
+                version = if p.null()? {
+                    None
+                } else {
+                    let v = p.string()?;
+                    short(&v)?;
+                    Some(v)
+                }
+            }
             F_LABEL => p.scalar()?,
             F_SEGMENT | F_FEATURES => match model {
                 Some(mi) if field == F_SEGMENT => seg = Some(models[mi].segment_of(Some(&mut p), &mut sc.key)?),
