@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup jars test unit lint typecheck schemas demo broker-start broker-stop bench bench-perf bench-memory fuzz clean
+.PHONY: setup jars test unit lint typecheck schemas demo broker-start broker-stop bench bench-perf bench-memory fuzz fuzz-native clean
 
 setup: $(VENV)/.installed
 
@@ -60,7 +60,19 @@ bench-memory: setup
 # restore, FUZZ_SECONDS each (30 minutes by default); crashes land in .fuzz/crashes/TARGET/.
 FUZZ_SECONDS ?= 1800
 FUZZ_TARGETS ?= decode engine subscriber state
-fuzz: setup
+FUZZ_RUSTFLAGS := -C passes=sancov-module -C llvm-args=-sanitizer-coverage-level=3 \
+  -C llvm-args=-sanitizer-coverage-inline-8bit-counters -C llvm-args=-sanitizer-coverage-pc-table \
+  -C llvm-args=-sanitizer-coverage-trace-compares
+HOST_TRIPLE = $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+
+# The compiled decoder with LLVM's coverage instrumentation (stable Rust, libFuzzer's hooks come from
+# atheris): the fuzz targets then see the Rust code's coverage too. --target keeps build scripts plain.
+fuzz-native: .fuzz/native/_native.so
+.fuzz/native/_native.so: native/Cargo.toml native/Cargo.lock native/src/lib.rs
+	cd native && RUSTFLAGS="$(FUZZ_RUSTFLAGS)" cargo build --release --target $(HOST_TRIPLE) --target-dir ../.fuzz/target
+	mkdir -p .fuzz/native && cp .fuzz/target/$(HOST_TRIPLE)/release/lib_native.so $@
+
+fuzz: setup fuzz-native
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
 	  $(BIN)/python -m tests.fuzz.run $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \

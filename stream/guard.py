@@ -168,7 +168,7 @@ class Guard:
     dropped), and the failing batch goes through ``isolate``.
     """
 
-    def __init__(self, engine: Engine, keep_bytes: int = 256 << 20, overhead: float = 0.05):
+    def __init__(self, engine: Engine, keep_bytes: int = 256 << 20, overhead: float = 0.02):
         from .state import records
 
         self.engine = engine

@@ -60,6 +60,9 @@ def _spec_in(d: dict[str, Any] | None) -> Spec | None:
         s = NumericSpec(bins=d["bins"], learn_from=d["learn_from"])
         s.frozen = d["frozen"]
         s.edges = np.asarray(d["edges"], dtype=np.float64)
+        e = s.edges
+        if e.ndim != 1 or (s.frozen and (not len(e) or not np.isfinite(e).all() or (np.diff(e) <= 0).any())):
+            raise ValueError("sketch edges must be finite and increasing")
         s._seen = [np.asarray(a, dtype=np.float64) for a in d["seen"]]
         s._seen_n = sum(len(a) for a in s._seen)
         return s
@@ -88,6 +91,9 @@ def _features_in(fs: FeatureSketch | None, d: dict[str, Any] | None) -> None:
             fs.specs[n] = _spec_in(s)
     fs._cross, fs._cnt = np.asarray(d["cross"], float), np.asarray(d["cnt"], float)
     fs._sumpair, fs._sqpair = np.asarray(d["sumpair"], float), np.asarray(d["sqpair"], float)
+    k = len(fs.names)
+    if any(a.shape != (k, k) for a in (fs._cross, fs._cnt, fs._sumpair, fs._sqpair)):
+        raise ValueError("feature correlation sums do not match the features")
 
 
 _SUMS = ("count", "hist", "total", "total_sq", "feat", "fseen")
@@ -127,6 +133,21 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
     }
 
 
+def _check_shapes(m: ModelState) -> None:
+    """What the engine takes for granted of a restored model: its open windows and its store count
+    on the bins of its sketch (a state that restores must also run)."""
+    spec = m.spec
+    if spec is None or not spec.frozen:
+        if m.windows._open and spec is None:
+            raise ValueError("open windows without a sketch")
+        return
+    if m.store.hist.shape[2] > spec.size:
+        raise ValueError(f"series store has {m.store.hist.shape[2]} bins, its sketch {spec.size}")
+    for ws, sums in m.windows._open.items():
+        if sums.hist.shape[1] != spec.size:
+            raise ValueError(f"open window {ws} has {sums.hist.shape[1]} bins, its sketch {spec.size}")
+
+
 def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: list[memoryview] | None) -> None:
     m.spec = _spec_in(d["spec"])
     _features_in(m.features, d["features"])
@@ -138,6 +159,7 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.learn_until = d["learn_until"]
     m.store = SeriesStore.from_meta(d["store"], parts)
     _open_in(m, d["open"], parts)
+    _check_shapes(m)
     if m.shadow is not None and d.get("shadow"):
         m.shadow.restore(d["shadow"])
 
