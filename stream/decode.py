@@ -558,7 +558,8 @@ def _generic(rec: Record, max_bytes: int, typed: TypedDecoder | None) -> tuple[A
             return None, _explain(rec, raw, err)
     schema = typed.schemas.get(event.model) if typed is not None else None
     if schema is not None:
-        long = next((n for n in schema.features if type(v := event.features.get(n)) is str and len(v) > MAX_TEXT), None)
+        long = next((n for n, k in zip(schema.features, schema.kinds, strict=True) if k != "numeric"
+                     and type(v := event.features.get(n)) is str and len(v) > MAX_TEXT), None)
         if long is not None:
             return None, DeadLetter(rec, "invalid_event", f"features.{long}: text longer than {MAX_TEXT} characters")
     return (schema.convert(event) if schema is not None else event), None

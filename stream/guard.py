@@ -35,11 +35,25 @@ log = logging.getLogger("driftline.guard")
 
 REASON = "engine_error"
 DETAIL_CHARS = 400  # of the exception's summary, in the dead letter's detail header
+#: More culprits than this in one batch is not a few bad records but the engine's own state failing
+#: (a bug at a window close fails for every record that moves the watermark): stop, do not guess.
+MAX_CULPRITS = 16
 
 
 class EngineFailure(RuntimeError):
-    """The engine fails even with none of the batch's records: no record is to blame (a bug in the
-    engine's own state, e.g. at a window close); stopping is the honest answer."""
+    """No few records are to blame: the engine fails with none of them, with more than
+    ``MAX_CULPRITS`` of them, or fails on the real engine where every trial passed (a bug in the
+    engine's own state, e.g. at a window close). Stopping is the honest answer."""
+
+
+class _TooMany(Exception):
+    pass
+
+
+def engine_error(exc: BaseException) -> bool:
+    """Whether an exception out of the engine is one the guard handles: any error, and a panic of the
+    compiled decoder (pyo3's PanicException derives from BaseException); not an interrupt or exit."""
+    return not isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)
 
 
 def summary(exc: BaseException) -> str:
@@ -60,7 +74,8 @@ def summary(exc: BaseException) -> str:
     return (text[: DETAIL_CHARS - len(where)] + where) if len(text) + len(where) > DETAIL_CHARS else text + where
 
 
-def culprits(ok: Callable[[list[Any]], bool], n: int, items: Sequence[Any], failing: bool = False) -> list[int]:
+def culprits(ok: Callable[[list[Any]], bool], n: int, items: Sequence[Any], failing: bool = False,
+             limit: int | None = None) -> list[int]:
     """Positions (ascending) of a smallest-found set of ``items[:n]`` without which ``ok`` holds for
     the rest, in order. ``ok([])`` must be true; ``failing`` says ``ok(items)`` is known to be false
     (it is then not tried again). A half whose sibling passed is known to fail, and is not tried
@@ -79,6 +94,9 @@ def culprits(ok: Callable[[list[Any]], bool], n: int, items: Sequence[Any], fail
         if not failing and ok([items[i] for i in ctx + idx]):
             return []
         if len(idx) == 1:
+            found[0] += 1
+            if limit is not None and found[0] > limit:
+                raise _TooMany
             return idx
         mid = len(idx) // 2
         bad_a = find(ctx, idx[:mid], False)
@@ -87,6 +105,7 @@ def culprits(ok: Callable[[list[Any]], bool], n: int, items: Sequence[Any], fail
         # the first half all good: ctx + idx is what failed, so the second half fails (no trial)
         return bad_a + find(ctx + good_a, idx[mid:], not bad_a)
 
+    found = [0]
     return find([], list(range(n)), failing)
 
 
@@ -126,13 +145,20 @@ def isolate(engine: Engine, records: Sequence[Record], copy: Callable[[], Engine
 
     def ok(subset: list[Record]) -> bool:
         trials[0] += 1
-        trial = copy()
+        try:
+            trial = copy()
+        except BaseException as exc:
+            if not engine_error(exc):
+                raise
+            raise EngineFailure(f"a copy of the engine's state cannot be made: {summary(exc)}") from exc
         trial.clock = frozen
         try:
             trial.process(subset)
             if not subset:
                 trial.tick()
-        except Exception as exc:  # noqa: BLE001 - any failure of the engine is what is looked for
+        except BaseException as exc:
+            if not engine_error(exc):
+                raise
             if not first:
                 first.append(exc)
             if len(subset) == 1:
@@ -145,20 +171,29 @@ def isolate(engine: Engine, records: Sequence[Record], copy: Callable[[], Engine
     else:
         if not ok([]):
             raise EngineFailure(f"the engine fails with no record at all: {summary(first[0])}") from first[0]
-        bad = culprits(ok, len(recs), recs, failing=True)
+        try:
+            bad = culprits(ok, len(recs), recs, failing=True, limit=MAX_CULPRITS)
+        except _TooMany:
+            raise EngineFailure(f"more than {MAX_CULPRITS} records of a batch of {len(recs)} make the engine raise "
+                                f"({summary(first[0])}): its own state fails, not a few records") from first[0]
     gone = set(bad)
     good = [r for i, r in enumerate(recs) if i not in gone]
     engine.clock = frozen
     try:
         out = engine.process(good) if bad else engine.process(records)
+    except BaseException as exc:
+        if not engine_error(exc):
+            raise
+        raise EngineFailure(f"the engine raises on what passed on its copies ({summary(exc)}): its state "
+                            "is not what its copies restore") from exc
     finally:
         engine.clock = clock
     if bad:
-        exc = first[0]
+        cause = first[0]
         log.error("%d record(s) of a batch of %d made the engine raise (%s); dead-lettered as %s after %d "
-                  "trials in %.2fs:\n%s", len(bad), len(records), summary(exc), REASON, trials[0],
-                  time.perf_counter() - t0, "".join(traceback.format_exception(exc)))
-        out.extend(engine.reject([recs[i] for i in bad], REASON, [errors.get(i, summary(exc)) for i in bad]))
+                  "trials in %.2fs:\n%s", len(bad), len(records), summary(cause), REASON, trials[0],
+                  time.perf_counter() - t0, "".join(traceback.format_exception(cause)))
+        out.extend(engine.reject([recs[i] for i in bad], REASON, [errors.get(i, summary(cause)) for i in bad]))
         engine.metrics.engine_errors.inc(len(bad))
     return out
 
@@ -189,7 +224,9 @@ class Guard:
     def process(self, batch: Sequence[Record]) -> Output:
         try:
             out = self.engine.process(batch)
-        except Exception:  # noqa: BLE001 - isolate finds and explains it
+        except BaseException as exc:
+            if not engine_error(exc):
+                raise
             self.failures += 1
             self._back()
             out = isolate(self.engine, batch)

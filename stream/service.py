@@ -36,7 +36,7 @@ from .consume import BatchConsumer, MessageRun
 from .contract import Alert
 from .decode import native_status
 from .engine import Engine, Output
-from .guard import isolate, summary
+from .guard import EngineFailure, engine_error, isolate, summary
 from .http import StatusServer
 from .metrics import Metrics
 from .publish import ProducerStuck, Publisher, ensure_topics
@@ -209,12 +209,19 @@ class Service:
         for p, part in self.partitions.items():
             recs = by_partition.get(p)
             if recs and self._is_suspect(p, recs):
-                out = isolate(part.engine, recs)
+                try:
+                    out = isolate(part.engine, recs)
+                except EngineFailure:
+                    log.critical("partition %d: the engine fails and no few records are to blame: stopping "
+                                 "(nothing of it was committed)", p)
+                    raise
             elif recs:
                 try:
                     out = part.engine.process(recs)
-                except Exception as exc:  # noqa: BLE001 - a batch never stops the service (stream.guard)
-                    self._engine_failed(p, recs, exc, by_partition)
+                except BaseException as exc:
+                    if not engine_error(exc):
+                        raise
+                    self._engine_failed(p, recs, exc, by_partition)  # a batch never stops the service
                     return
             else:
                 out = part.engine.tick()
@@ -239,7 +246,7 @@ class Service:
             del self.suspects[p]
         return True
 
-    def _engine_failed(self, p: int, recs: MessageRun, exc: Exception, by_partition: dict[int, MessageRun]) -> None:
+    def _engine_failed(self, p: int, recs: MessageRun, exc: BaseException, by_partition: dict[int, MessageRun]) -> None:
         """A batch made partition ``p``'s engine raise, half-way through: its state cannot be trusted.
         Every partition with work since the last commit goes back to it (engine and offsets, as after
         a failed transaction), and the batch's offsets are marked, so that when they come again they

@@ -12,7 +12,7 @@ Binning is vectorised: one ``searchsorted`` per model per micro-batch.
 >>> spec.bin(np.array([0.0, 30.0, 99.0])).tolist()
 [0, 1, 3]
 >>> spec.clip(np.array([1e300, -1e300, 5e-324, 50.0])).tolist()  # sums of these cannot overflow
-[222.75, -123.75, 5e-324, 50.0]
+[569.25, -470.25, 5e-324, 50.0]
 >>> cat = CategoricalSpec(max_labels=2)
 >>> cat.codes(["spam", "ham", "spam", "eggs"]).tolist()
 [0, 1, 0, 2]
@@ -33,8 +33,10 @@ IntArray = npt.NDArray[np.int64]
 #: Values beyond this magnitude are taken as this before anything is computed from them: squares and
 #: sums of a window's values stay finite (1e300 squared is inf, and inf - inf is NaN).
 SAFE = 1e100
-#: A value counts in a window's sums at most this many spreads of the edges beyond them.
-REACH = 3.0
+#: A value counts in a window's sums at most this many spreads of the edges beyond them: far enough
+#: that heavy tails keep moving the mean (a lognormal of sigma 2 loses 0.2% of its values to it),
+#: near enough that one absurd value counts as a large one, not as an overflow.
+REACH = 10.0
 
 
 class NumericSpec:
@@ -80,7 +82,7 @@ class NumericSpec:
     def clip(self, values: FloatArray) -> FloatArray:
         """Values as they count in a window's sums and moments (frozen edges only): within ``REACH``
         spreads of the edges (the spread is their span, or their magnitude when they are close
-        together, or 1 when that is 0 too). The bins see every value as it is; the sums see an
+        together), and within ``SAFE`` whatever the edges. The bins see every value as it is; the sums see an
         extreme one as a value at the sketch's reach, so one 1e300 cannot overflow them, and moves a
         window's mean no more than a few ordinary values far out in the tail would."""
         lo, hi = self.reach()
@@ -89,9 +91,12 @@ class NumericSpec:
     def reach(self) -> tuple[float, float]:
         """The range ``clip`` keeps values in."""
         if self._range is None:
-            lo, hi = float(self.edges[0]), float(self.edges[-1])
-            spread = max(hi - lo, 0.5 * (abs(lo) + abs(hi))) or 1.0
-            self._range = (lo - REACH * spread, hi + REACH * spread)
+            lo, hi = (float(x) for x in np.clip(self.edges[[0, -1]], -SAFE, SAFE))
+            if hi > lo:
+                spread = max(hi - lo, 0.5 * (abs(lo) + abs(hi)))
+                self._range = (max(lo - REACH * spread, -SAFE), min(hi + REACH * spread, SAFE))
+            else:  # one edge (most values were one constant): no spread to measure a reach by
+                self._range = (-SAFE, SAFE)
         return self._range
 
     @property

@@ -79,7 +79,8 @@ def _arr(a: Any) -> list[Any]:
 def _features_out(fs: FeatureSketch | None) -> dict[str, Any] | None:
     if fs is None:
         return None
-    return {"specs": {n: _spec_out(s) for n, s in fs.specs.items()}, "cross": _arr(fs._cross), "cnt": _arr(fs._cnt),
+    return {"specs": {n: _spec_out(s) for n, s in fs.specs.items()}, "names": list(fs.names),
+            "cross": _arr(fs._cross), "cnt": _arr(fs._cnt),
             "sumpair": _arr(fs._sumpair), "sqpair": _arr(fs._sqpair)}
 
 
@@ -89,11 +90,18 @@ def _features_in(fs: FeatureSketch | None, d: dict[str, Any] | None) -> None:
     for n, s in d["specs"].items():
         if n in fs.specs:
             fs.specs[n] = _spec_in(s)
-    fs._cross, fs._cnt = np.asarray(d["cross"], float), np.asarray(d["cnt"], float)
-    fs._sumpair, fs._sqpair = np.asarray(d["sumpair"], float), np.asarray(d["sqpair"], float)
-    k = len(fs.names)
-    if any(a.shape != (k, k) for a in (fs._cross, fs._cnt, fs._sumpair, fs._sqpair)):
-        raise ValueError("feature correlation sums do not match the features")
+    sums = [np.asarray(d[k], float) for k in ("cross", "cnt", "sumpair", "sqpair")]
+    old = list(d.get("names") or fs.names)  # snapshots before names were kept: the config's order
+    if any(a.shape != (len(old), len(old)) for a in sums):
+        raise ValueError("feature correlation sums do not match their features")
+    # The features may have changed in the config since: carry the pairs both know, by name.
+    new = {n: i for i, n in enumerate(fs.names)}
+    keep = [(j, new[n]) for j, n in enumerate(old) if n in new]
+    src, dst = [j for j, _ in keep], [i for _, i in keep]
+    for target, a in zip(("_cross", "_cnt", "_sumpair", "_sqpair"), sums, strict=True):
+        out = np.zeros((len(fs.names), len(fs.names)))
+        out[np.ix_(dst, dst)] = a[np.ix_(src, src)]
+        setattr(fs, target, out)
 
 
 _SUMS = ("count", "hist", "total", "total_sq", "feat", "fseen")

@@ -68,16 +68,17 @@ class Watermark:
 def stray_limit(ts: npt.NDArray[np.int64], gap: int, share: float = 0.01) -> int | None:
     """Without a clock, the latest believable event time of a batch (None: every one is).
 
-    The batch's times sorted, the bulk runs from the median up to the first gap of more than ``gap``
-    beyond which lie only a few events (at most ``share`` of the batch, or one): those are strays
-    (a producer's clock years ahead), and would move the watermark past everything that follows.
-    Many events beyond a gap are the data's own gap (an outage, a backfill), and are believed.
+    ``ts`` in batch (stream) order. Sorted, the bulk runs from the median up to the first gap of more
+    than ``gap`` beyond which lie only a few events (at most ``share`` of the batch, or one): those are
+    strays (a producer's clock years ahead), which would move the watermark past everything that
+    follows, so long as the bulk goes on after them in the stream. Events beyond a gap that come
+    after all of the bulk are the data resuming after an outage, and are believed; so are many.
 
     >>> h = 3_600_000
-    >>> ts = np.array([0, h, 2 * h, 3 * h, 1000 * h])
-    >>> stray_limit(ts, gap=24 * h) == 3 * h, stray_limit(ts[:4], gap=24 * h)
+    >>> ts = np.array([0, h, 1000 * h, 2 * h, 3 * h])
+    >>> stray_limit(ts, gap=24 * h) == 3 * h, stray_limit(ts[[0, 1, 3, 4]], gap=24 * h)
     (True, None)
-    >>> stray_limit(np.array([0, h, 900 * h, 901 * h, 902 * h]), gap=24 * h) is None  # the data resumes
+    >>> stray_limit(np.array([0, h, 2 * h, 3 * h, 900 * h]), gap=24 * h) is None  # the data resumes
     True
     """
     n = len(ts)
@@ -92,7 +93,11 @@ def stray_limit(ts: npt.NDArray[np.int64], gap: int, share: float = 0.01) -> int
     few = n - 1 - last <= max(1.0, share * n)
     if not few.any():
         return None
-    return int(s[last[int(np.argmax(few))]])
+    limit = int(s[last[int(np.argmax(few))]])
+    beyond = ts > limit
+    if np.argmax(beyond) > np.flatnonzero(~beyond)[-1]:  # all of them after the bulk: the data resuming
+        return None
+    return limit
 
 
 #: Feature bins of a batch's events: the features' columns in the window sums, and a matrix of bin

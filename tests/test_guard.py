@@ -148,3 +148,35 @@ def test_a_failure_no_record_causes_stops_with_a_clear_error(monkeypatch: pytest
     rec = Record(orjson.dumps({"event_id": "a", "model": "fraud", "ts": END, "prediction": 0.5}), None, "in", 0, 0)
     with pytest.raises(EngineFailure, match="no record at all"):
         isolate(engine, [rec])
+
+
+def test_a_bug_at_a_window_close_stops_rather_than_blame_the_records_that_close_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record that moves the watermark past the window fails: that is no few bad records, and
+    dead-lettering them (batch after batch) would hide the bug while losing data."""
+    good, _mixed, _poison = _stream()
+    engine = Engine(_config())
+    for b in _batches(good[:6000]):
+        engine.process(b)
+    real = Engine._close
+    broken = min(engine.models["fraud"].windows._open)
+
+    def close(self: Engine, m, ws, out):  # type: ignore[no-untyped-def]
+        if ws == broken:
+            raise RuntimeError("planted close-time bug")
+        return real(self, m, ws, out)
+
+    monkeypatch.setattr(Engine, "_close", close)
+    with pytest.raises(EngineFailure, match="more than 16 records"):
+        isolate(engine, list(_batches(good[6000:9000], chunk=3000))[0])
+
+
+def test_data_resuming_after_an_outage_at_the_end_of_a_batch_is_believed() -> None:
+    """Without a clock: 995 events, then the data comes back 14 days later for the batch's last 5."""
+    start = END - 30 * 86_400_000
+    raw = [orjson.dumps({"event_id": f"e{i}", "model": "fraud", "ts": start + i * 60_000, "prediction": 0.5})
+           for i in range(995)]
+    raw += [orjson.dumps({"event_id": f"r{i}", "model": "fraud", "ts": start + 15 * 86_400_000 + i * 60_000,
+                          "prediction": 0.5}) for i in range(5)]
+    out = Engine(_config()).process([Record(r, None, "in", 0, i) for i, r in enumerate(raw)])
+    assert out.dead_letters == []

@@ -160,3 +160,25 @@ def test_state_records_are_zstd_and_records_written_with_zlib_still_read() -> No
         decompress(b"\x28\xb5\x2f\xfd garbage")
     with pytest.raises(StateError):
         decompress(b"not compressed at all")
+
+
+def test_a_monitored_feature_added_to_the_config_keeps_the_state_and_the_pairs_it_had() -> None:
+    """Adding a feature must not throw the partition's whole state away: the correlation sums of the
+    features both configs know come along, by name."""
+    import numpy as np
+
+
+
+    def cfg(features: list[str]) -> Config:
+        return Config(models={"m": ModelConfig(features=features)})
+
+    e = Engine(cfg(["a", "b"]))
+    raw = [orjson.dumps({"event_id": f"x{i}", "model": "m", "ts": 1795716000000 + i, "prediction": 0.5,
+                         "features": {"a": float(i % 50), "b": float(i % 50) * 2}}) for i in range(2000)]
+    e.process([Record(r, None, "in", 0, i) for i, r in enumerate(raw)])
+    before = e.models["m"].features
+    assert before is not None and before._cnt[0, 1] > 0
+    after = loads(cfg(["c", "a", "b"]), dumps(e)).models["m"].features
+    assert after is not None and after.names == ["c", "a", "b"]
+    assert after._cross[1, 2] == before._cross[0, 1] and after._cnt[1, 2] == before._cnt[0, 1]
+    assert np.all(after._cnt[0] == 0)
