@@ -218,7 +218,7 @@ class BaselineInfo(BaseModel):
 class Alert(BaseModel):
     """An alert transition published to ``drift.alerts`` (key = fingerprint)."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=0, lt=2**31)
     alert_id: str
     fingerprint: str
     status: Status
@@ -256,7 +256,7 @@ class CommandReason(BaseModel):
 class Command(BaseModel):
     """A command published to ``model.control`` (compacted, key = model)."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=0, lt=2**31)
     command_id: str
     model: str
     action: Action
