@@ -64,6 +64,9 @@ def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Confi
 
     done = [0.0]
     client = dict(config.kafka.client)
+    # A topic's batches interleave partitions, one of which may be days ahead of another: the stray
+    # rule (stream.window.stray_limit) assumes one stream in time order, so it is off here.
+    config = config.model_copy(update={"defaults": config.defaults.model_copy(update={"replay_gap": 10**15})})
     empty: set[int] = set()
 
     def batches() -> Iterator[list[Record]]:
