@@ -92,6 +92,11 @@ class AlertmanagerSink:
                     self.firing[a.fingerprint] = a
         self._wake.set()
 
+    def forget_all(self) -> None:
+        """Stop re-sending every alert: the model stage moved to another process, which owns them now."""
+        with self._lock:
+            self.firing.clear()
+
     def forget(self, fingerprints: list[str]) -> None:
         """Stop re-sending these alerts: their partitions moved to another process, which owns them now."""
         with self._lock:

@@ -1,7 +1,7 @@
 """A local single-node Apache Kafka broker, run from its Maven Central jars (no Docker needed).
 
-``driftline broker start`` fetches the broker's runtime jars once with Maven (``deploy/kafka/pom.xml``),
-formats a KRaft storage directory in a temporary folder, starts ``kafka.Kafka`` as a detached
+``driftline broker start`` fetches the broker's runtime jars once with Maven (``stream/kafka/pom.xml``,
+package data, so that a wheel install runs it as well as a checkout), formats a KRaft storage directory in a temporary folder, starts ``kafka.Kafka`` as a detached
 process and waits until an AdminClient sees the broker. ``stop`` sends SIGTERM to that process only
 (never ``kafka-server-stop.sh``, which stops every broker on the machine).
 """
@@ -27,7 +27,7 @@ KAFKA_VERSION = "4.1.1"
 _QUIET = logging.getLogger("driftline.broker.probe")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
-_DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+_DEPLOY = Path(__file__).resolve().parent / "kafka"  # package data: pom, broker config templates
 
 
 class BrokerError(RuntimeError):

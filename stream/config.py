@@ -85,6 +85,8 @@ class KafkaConfig(_Strict):
     control_topic: str = "model.control"
     dead_letter_topic: str = "predictions.dlq"
     state_topic: str = "driftline.state"
+    # Internal: window reports from the series stage to the model stage (default GROUP_ID.verdicts).
+    verdicts_topic: str | None = None
     # Static group membership: a restarted process with the same id gets its partitions back at
     # once instead of after the session timeout (set one per process, e.g. the pod name).
     instance_id: str | None = None
@@ -96,6 +98,10 @@ class KafkaConfig(_Strict):
     poll_timeout: float = Field(default=0.5, gt=0)
     # librdkafka settings passed through as they are (security.protocol, sasl.*, ssl.*, ...).
     client: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    def verdicts(self) -> str:
+        """The internal topic from the series stage to the model stage."""
+        return self.verdicts_topic or f"{self.group_id}.verdicts"
 
 
 def _check_dates(value: dict[str, str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from typing import Any
 class Note:
     """A per-series notification the lifecycle and dedupe asked for."""
 
-    sid: int
+    sid: Any  # the series: its segment key (comparable across partitions)
     signal: str
     status: str
     reason: str
@@ -42,15 +42,15 @@ class Emission:
     reason: str
     starts: int
     notes: list[Note]
-    members: list[int] = field(default_factory=list)
+    members: list[Any] = field(default_factory=list)
 
 
 @dataclass
 class _Group:
-    members: set[int]
+    members: set[Any]
     starts: int
     last_sent: int
-    last: dict[int, Note]
+    last: dict[Any, Note]
 
 
 class SegmentGrouper:

@@ -28,8 +28,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .decode import Record
-from .engine import Engine, Output
+from .engine import Output
 from .metrics import Metrics
+from .series.task import SeriesTask
 
 log = logging.getLogger("driftline.guard")
 
@@ -109,7 +110,7 @@ def culprits(ok: Callable[[list[Any]], bool], n: int, items: Sequence[Any], fail
     return find([], list(range(n)), failing)
 
 
-def isolate(engine: Engine, records: Sequence[Record], copy: Callable[[], Engine] | None = None) -> Output:
+def isolate(engine: SeriesTask, records: Sequence[Record], copy: Callable[[], SeriesTask] | None = None) -> Output:
     """Process ``records`` on ``engine`` (as it stands: before the batch) whatever they hold: the ones
     that make it raise become ``engine_error`` dead letters, the rest is processed as one batch.
 
@@ -122,8 +123,8 @@ def isolate(engine: Engine, records: Sequence[Record], copy: Callable[[], Engine
     if copy is None:
         blob = dumps(engine)
 
-        def copy() -> Engine:
-            e = loads(engine.config, blob, Metrics(), engine.clock, engine.budget_share)
+        def copy() -> SeriesTask:
+            e = loads(engine.config, blob, Metrics(), engine.clock, engine.budget_share, type(engine))
             e.idle_after = engine.idle_after
             e.watermark._seen_at = dict(engine.watermark._seen_at)
             return e
@@ -211,7 +212,7 @@ class Guard:
     dropped), and the failing batch goes through ``isolate``.
     """
 
-    def __init__(self, engine: Engine, keep_bytes: int = 256 << 20, overhead: float = 0.02):
+    def __init__(self, engine: SeriesTask, keep_bytes: int = 256 << 20, overhead: float = 0.02):
         from .state import records
 
         self.engine = engine
@@ -257,7 +258,7 @@ class Guard:
         from .state import from_records
 
         e = self.engine
-        restored = from_records(e.config, self._state, e.metrics, e.clock, e.budget_share)
+        restored = from_records(e.config, self._state, e.metrics, e.clock, e.budget_share, type(e))
         restored.idle_after = e.idle_after
         restored.watermark._seen_at = dict(self._seen_at)
         for batch in self._kept:

@@ -46,6 +46,13 @@ class Metrics:
         self.restore_seconds = Gauge(
             "driftline_state_restore_seconds", "Time the last partition assignment took to restore state", registry=r
         )
+        self.late_reports = Gauge(
+            "driftline_late_reports", "Window reports the model stage got after deciding their window without them "
+            "(a partition that had idled)", registry=r
+        )
+        self.restore_bytes = Gauge(
+            "driftline_state_restore_bytes", "State bytes the last partition assignment read from the state topic", registry=r
+        )
         self.series = Gauge("driftline_series", "Series (model x segment) tracked", ["model"], registry=r)
         self.watermark = Gauge(
             "driftline_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r

@@ -33,11 +33,16 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 1, timeout: float = 30.0) 
         # Snapshots can be larger than the broker's default message size.
         cfg.state_topic: {**compacted, "max.message.bytes": str(STATE_MAX_BYTES)},
     }
+    # The series stage's window reports for the model stage: one partition (one model task), kept a
+    # week (read within seconds; the rest is for looking back).
+    internal = {cfg.verdicts():
+                {"retention.ms": str(7 * 86_400_000), "max.message.bytes": str(STATE_MAX_BYTES)}}
     new = [
         NewTopic(name, num_partitions=partitions, replication_factor=-1, config=conf)
         for name, conf in wanted.items()
         if name not in existing
-    ]
+    ] + [NewTopic(name, num_partitions=1, replication_factor=-1, config=conf)
+         for name, conf in internal.items() if name not in existing]
     if not new:
         return []
     created = []
@@ -116,7 +121,11 @@ class Publisher:
     def put_state(self, key: bytes, value: bytes) -> None:
         self._produce(self.cfg.state_topic, key, value)
 
-    def commit(self, offsets: list[Any], group_metadata: Any, timeout: float = 20.0) -> None:
+    def put(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._produce(topic, key, value)
+
+    def commit(self, offsets: list[Any], group_metadata: Any, timeout: float = 20.0,
+               more: tuple[tuple[list[Any], Any], ...] = ()) -> None:
         """Send the consumed offsets with the transaction and commit it.
 
         Sending the offsets is not retried here: it fails while the consumer group is rebalancing
@@ -124,13 +133,17 @@ class Publisher:
         consumer again, so the caller aborts and rewinds instead. Committing is retried while the
         error says so, as librdkafka documents.
         """
-        if offsets:
-            self._bounded(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout), timeout)
+        for offs, meta in [(offsets, group_metadata), *more]:  # one consumer group at a time
+            if offs:
+                self._send_offsets(offs, meta, timeout)
         self._retry(lambda: self._bounded(lambda: self.producer.commit_transaction(timeout), timeout))
         self.in_transaction = False
         if self._errors:
             errors, self._errors = self._errors, []
             raise KafkaException(f"records not delivered: {errors[:5]}")
+
+    def _send_offsets(self, offsets: list[Any], group_metadata: Any, timeout: float) -> None:
+        self._bounded(lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout), timeout)
 
     def abort(self, timeout: float = 30.0) -> None:
         self._retry(lambda: self._bounded(lambda: self.producer.abort_transaction(timeout), timeout))

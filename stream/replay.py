@@ -1,4 +1,5 @@
-"""``driftline replay``: the same engine over a JSONL file, in file order, without Kafka (backtests)."""
+"""``driftline replay``: the two stages over a JSONL file (in file order) or a topic's history, without
+Kafka in between (backtests)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import orjson
 from .config import Config
 from .contract import Alert
 from .decode import LineBatch, LineBlock, Record, line_end, plain_line_count
-from .engine import Engine, Output, segment_key
-from .guard import Guard
+from .engine import Output, segment_key
 from .metrics import Metrics
+from .pipeline import Pipeline
 from .publish import alert_bytes, command_bytes
 from .report import BacktestReport, Progress
 
@@ -64,9 +65,6 @@ def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Confi
 
     done = [0.0]
     client = dict(config.kafka.client)
-    # A topic's batches interleave partitions, one of which may be days ahead of another: the stray
-    # rule (stream.window.stray_limit) assumes one stream in time order, so it is off here.
-    config = config.model_copy(update={"defaults": config.defaults.model_copy(update={"replay_gap": 10**15})})
     empty: set[int] = set()
 
     def batches() -> Iterator[list[Record]]:
@@ -76,8 +74,8 @@ def replay_kafka(bootstrap: str, topic: str, since_ms: int | None, config: Confi
             if batch:
                 yield batch
 
-    # Every partition holds the watermark back until it delivers: one that the consumer happens to
-    # read first must not close windows the others still feed.
+    # A series task per partition, as the service runs them (each with its own watermark, and the
+    # stray rule on its own stream); every partition holds the frontier until it delivers.
     return replay_batches(batches(), config, alerts_out, commands_out, dead_out, report=report, progress=progress,
                           fraction=lambda: done[0], partitions=topic_partitions(bootstrap, topic, client),
                           idle_partitions=lambda: empty)
@@ -226,12 +224,10 @@ def replay_batches(
     partitions: Iterable[int] = (),
     idle_partitions: Callable[[], Iterable[int]] | None = None,
 ) -> ReplayResult:
-    """The engine over batches of records, closing every window at the end. A batch that makes the
-    engine raise does not stop it: its culprits become ``engine_error`` dead letters (``Guard``)."""
-    engine = Engine(config, Metrics(), clock=None)
-    for p in partitions:
-        engine.watermark.assign(p, 0.0)
-    guard = Guard(engine)
+    """The two stages over batches of records (``Pipeline``: a series task per partition), closing
+    every window at the end. A batch that makes a series task raise does not stop it: its culprits
+    become ``engine_error`` dead letters (``Guard``)."""
+    pipeline = Pipeline(config, Metrics(), partitions=list(partitions) or [0])
     result = ReplayResult(0, 0, 0, 0, 0, 0.0)
 
     def emit(out: Output) -> None:
@@ -265,16 +261,15 @@ def replay_batches(
     started = time.perf_counter()
     for batch in batches:
         for p in idle_partitions() if idle_partitions is not None else ():
-            guard.engine.watermark.caught_up(p)  # nothing to replay there: it holds no window open
-        emit(guard.process(batch))
+            pipeline.caught_up(p)  # nothing to replay there: it holds no window open
+        emit(pipeline.process(batch))
         if progress is not None:
-            progress.update(guard.engine.stats.consumed, fraction() if fraction is not None else None)
-    engine = guard.engine
-    emit(engine.finish())
+            progress.update(pipeline.stats.consumed, fraction() if fraction is not None else None)
+    emit(pipeline.finish())
+    s = pipeline.stats
     if progress is not None:
-        progress.update(engine.stats.consumed, 1.0, final=True)
+        progress.update(s.consumed, 1.0, final=True)
     result.seconds = time.perf_counter() - started
-    s = engine.stats
     result.events, result.processed, result.dead_lettered = s.consumed, s.processed, s.dead_lettered
     return result
 

@@ -1,14 +1,18 @@
-"""The long-running service (``driftline run``): composition root of the Kafka edges and the engine.
+"""The long-running service (``driftline run``): composition root of the Kafka edges and the two stages.
 
-State lives per input partition: one engine per assigned partition (input is keyed by
-model|segment, so a series always lands on the same partition), restored from the compacted state
-topic when the partition is assigned, on this process or another one after a rebalance.
+The series stage lives per input partition: one series task per assigned partition (input is keyed
+by model|segment, so a series always lands on the same partition), restored from the compacted
+state topic when the partition is assigned, on this process or another one after a rebalance. Its
+window reports and progress marks go to the internal verdicts topic. The model stage is one task,
+run by whichever process holds the verdicts topic's partition (``model/edge.py``): it decides each
+model window once every input partition has passed it, and publishes alerts and commands.
 
 Exactly-once: outputs are buffered and written in one Kafka transaction together with the
-snapshots of the engines that changed and the consumed offsets, in this order:
+snapshots of the tasks that changed and the consumed offsets, in this order:
   1. produce the buffered alerts, commands and dead letters,
-  2. produce the state snapshot of every changed partition,
-  3. send the consumed offsets to the transaction, and commit it.
+  2. produce the series tasks' window reports and progress marks to the verdicts topic,
+  3. produce the state snapshot of every changed series partition, and of the model task,
+  4. send the consumed offsets (input, then verdicts: one consumer group each) and commit.
 A crash anywhere before the commit leaves none of it visible to read_committed readers; the restart
 restores the last committed snapshot and re-reads from the offsets committed with it. A commit
 happens every ``commit_interval`` seconds (longer when snapshots are slow, see ``_interval``),
@@ -35,13 +39,16 @@ from .config import Config
 from .consume import BatchConsumer, MessageRun
 from .contract import Alert
 from .decode import native_status
-from .engine import Engine, Output
+from .engine import Output
 from .guard import EngineFailure, engine_error, isolate, summary
 from .http import StatusServer
 from .metrics import Metrics
+from .model.edge import ModelSide
 from .publish import ProducerStuck, Publisher, ensure_topics
+from .series.task import SeriesTask
 from .state import StateError, compress, decompress, from_chunks, from_records, records, to_chunks
-from .topics import read_topic
+from .topics import TopicIncomplete, read_topic
+from .verdict import Mark, encode
 
 log = logging.getLogger("driftline.service")
 RECENT_ALERTS = 500  # alerts kept for the /alerts pages
@@ -58,14 +65,19 @@ class RunSummary:
     seconds: float
 
 
+HEARTBEAT = 5.0  # seconds between progress marks of a partition whose watermark stands still
+
+
 @dataclass
 class _Partition:
-    engine: Engine
+    engine: SeriesTask
     # The state records as of the last committed transaction (compressed, by name): what the
     # state topic holds for this partition, kept to rewind to without reading it back.
     committed_state: dict[str, bytes] | None = None
     offset: int = OFFSET_BEGINNING  # the input offset committed with it
     dirty: bool = False
+    marked: Mark | None = None  # the last progress mark sent
+    marked_at: float = float("-inf")
 
 
 class Service:
@@ -96,6 +108,10 @@ class Service:
         self.running = False
         self.stall_after = 120.0
         self.restore_seconds = 0.0
+        # A state restore reads to the state topic's end offsets; it fails (and the process stops)
+        # only after this long without progress: longer than a dead producer's open transaction
+        # holds read_committed readers (transaction.timeout.ms, 60 s by default).
+        self.restore_stall = 120.0
         self.input_partitions = 1
         # One per process, kept across producer replacements so that a new producer fences the old.
         self.transactional_id = f"{config.kafka.group_id}-{uuid.uuid4().hex[:12]}"
@@ -107,6 +123,9 @@ class Service:
         self._publisher: Publisher | None = None
         # Offsets (first, last) per partition of a batch that made the engine raise: isolated when read again.
         self.suspects: dict[int, tuple[int, int]] = {}
+        self.model: ModelSide | None = None
+        self.verdicts_out: list[tuple[bytes | None, bytes]] = []  # reports and marks for the model stage
+        self.idle_after = 30.0  # seconds without progress before a partition no longer holds the model stage
 
     # ----------------------------------------------------------------- process manager hooks
     def install_signal_handlers(self) -> None:
@@ -165,6 +184,7 @@ class Service:
             log.info("created topics %s", created)
         self._new_publisher()
         consumer = self._consumer = self._make_consumer()
+        self.model = self._make_model()
         if self.config.alertmanager.url:
             posted = self.metrics.alertmanager_posts
             self.alertmanager = AlertmanagerSink(
@@ -180,6 +200,7 @@ class Service:
                 idle = 0.0 if records or not self.partitions else idle + time.monotonic() - polled
                 t0 = time.perf_counter()
                 self._process(records, consumer.caught_up())
+                self._decide()
                 for p, lag in consumer.lag.items():
                     self.metrics.consumer_lag.labels(str(p)).set(lag)
                 if records:
@@ -196,6 +217,8 @@ class Service:
             self._commit()
         finally:
             self.running = False
+            if self.model is not None:  # first: handing it over commits through the input consumer
+                self.model.close()
             consumer.close()
             if self.alertmanager is not None:
                 self.alertmanager.close()
@@ -225,13 +248,34 @@ class Service:
                     return
             else:
                 out = part.engine.tick()
-            if recs or out.alerts or out.commands:
+            if recs or out.reports:
                 part.dirty = True
+            for r in out.reports:
+                self.verdicts_out.append((r.model.encode(), encode(p, r)))
+            out.reports = []
             self.buffer.extend(out)
-            for a in out.alerts:
-                log.warning("alert %s %s", a.status, a.summary)
-            for c in out.commands:
-                log.warning("command %s %s (%s)", c.action, c.model, c.command_id)
+            self._mark(p, part, p in caught_up and not recs)
+
+    def _mark(self, p: int, part: _Partition, caught_up: bool) -> None:
+        """A progress mark after the partition's reports: when its watermark moved, or as a heartbeat."""
+        wm = part.engine.watermark.last
+        mark = Mark(wm, caught_up and wm is None)  # no event (maybe only bad records), nothing left to read
+        now = time.monotonic()
+        if mark != part.marked or now - part.marked_at >= HEARTBEAT:
+            self.verdicts_out.append((None, encode(p, mark)))
+            part.marked, part.marked_at = mark, now
+
+    def _decide(self) -> None:
+        """The model stage, where it runs: what became due, decided, into the buffer."""
+        if self.model is None:
+            return
+        out = Output()
+        self.model.poll(out)
+        self.buffer.extend(out)
+        for a in out.alerts:
+            log.warning("alert %s %s", a.status, a.summary)
+        for c in out.commands:
+            log.warning("command %s %s (%s)", c.action, c.model, c.command_id)
 
     def _is_suspect(self, p: int, recs: MessageRun) -> bool:
         """Whether this batch holds offsets of one that made the engine raise (then it goes through
@@ -268,27 +312,40 @@ class Service:
         if consumer is None or publisher is None:
             return
         dirty = {p: part for p, part in self.partitions.items() if part.dirty}
-        if not dirty and not (self.buffer.alerts or self.buffer.commands or self.buffer.dead_letters):
+        model = self.model if self.model is not None and self.model.dirty else None
+        if not dirty and model is None and not (self.buffer.alerts or self.buffer.commands or self.buffer.dead_letters
+                                                or self.verdicts_out):
             return
         t0 = time.perf_counter()
         # Only the records that changed: a transaction in live traffic touches one or two calendar
         # slots, so it writes those columns and the meta, not the whole state.
         snapshots = {p: {name: compress(rec) for name, rec in records(part.engine).items()}
                      for p, part in dirty.items()}
+        model_state = model.state_records() if model is not None else []
         self.snapshot_seconds = time.perf_counter() - t0
+        verdicts = self.config.kafka.verdicts()
         try:
             publisher.begin()
             publisher.publish(self.buffer.alerts, self.buffer.commands, self.buffer.dead_letters)
+            for key, value in self.verdicts_out:
+                publisher.put(verdicts, key, value)
             for p, recs in snapshots.items():
                 for key, value in self.state_records(p, recs):
                     publisher.put_state(key, value)
+            for key, value in model_state:
+                publisher.put_state(key, value)
             positions = [tp for tp in consumer.consumer.position(
                 [TopicPartition(self.config.kafka.input_topic, p) for p in dirty]) if tp.offset >= 0]
-            publisher.commit(positions, consumer.consumer.consumer_group_metadata())
+            model_offsets = model.offsets() if model is not None else []
+            publisher.commit(positions, consumer.consumer.consumer_group_metadata(),
+                             more=((model_offsets, model.group_metadata()),) if model is not None else ())
         except (KafkaException, ProducerStuck) as exc:
             self._failed_transaction(exc, list(dirty))
             return
         self.failed_transactions = 0
+        self.verdicts_out = []
+        if model is not None:
+            model.committed_now(model_offsets, with_state=True)
         self.alerts += len(self.buffer.alerts)
         if self.alertmanager is not None:
             self.alertmanager.submit(self.buffer.alerts)  # published: now route them to people too
@@ -358,9 +415,15 @@ class Service:
                 log.warning("closing the old consumer: %s", exc)
         for p in list(self.partitions):
             self.gone[p] = _counts(self.partitions.pop(p).engine)
-        self.buffer = Output()
+        self._drop_uncommitted()
+        if self.model is not None:
+            try:
+                self.model.close()
+            except KafkaException as exc:
+                log.warning("closing the old model-stage consumer: %s", exc)
         log.warning("consumer restarted after the producer was replaced")
         self._consumer = self._make_consumer()
+        self.model = self._make_model()
         return self._consumer
 
     def _make_consumer(self) -> BatchConsumer:
@@ -376,12 +439,19 @@ class Service:
     def _rewind(self, partitions: list[int]) -> None:
         """After an aborted transaction: engines back to their committed snapshots, consumer to committed offsets."""
         assert self._consumer is not None
-        self.buffer = Output()
+        self._drop_uncommitted()
         for p in partitions:
             part = self.partitions[p]
             part.engine = self._engine_from(part.committed_state)
             part.dirty = False
         self._rewind_offsets(partitions)
+
+    def _drop_uncommitted(self) -> None:
+        """The buffer goes: what it held is redone from the last commit, by the model stage too."""
+        self.buffer = Output()
+        self.verdicts_out = []
+        if self.model is not None and self.model.dirty:
+            self.model.rewind()
 
     def _rewind_offsets(self, partitions: list[int]) -> None:
         """Seek to the offsets of the last committed transaction, which this process remembers.
@@ -410,15 +480,15 @@ class Service:
         return [(base + name.encode() + b"#%d" % i, chunk)
                 for name, blob in recs.items() for i, chunk in enumerate(to_chunks(blob))]
 
-    def _engine_from(self, recs: dict[str, bytes] | None) -> Engine:
+    def _engine_from(self, recs: dict[str, bytes] | None) -> SeriesTask:
         share = 1.0 / max(self.input_partitions, 1)
         if recs:
             try:
                 return from_records(self.config, {n: decompress(v) for n, v in recs.items()}, self.metrics,
-                                    self.clock, share)
+                                    self.clock, share, SeriesTask)
             except StateError as exc:
                 log.error("state snapshot unusable (%s): starting this partition from scratch", exc)
-        return Engine(self.config, self.metrics, clock=self.clock, budget_share=share)
+        return SeriesTask(self.config, self.metrics, clock=self.clock, budget_share=share)
 
     def _assigned(self, partitions: list[int]) -> None:
         t0 = time.perf_counter()
@@ -428,13 +498,22 @@ class Service:
             self.input_partitions = len(topic.partitions) if topic is not None and topic.partitions else 1
         wanted = {self._state_key(p) + b"/": p for p in partitions}
         chunks: dict[int, dict[str, dict[int, bytes]]] = {}
-        for key, value in read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60):  # type: ignore[misc]
+        try:
+            state = read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60,
+                               stall=self.restore_stall, consumer_config=dict(self.config.kafka.client))
+        except TopicIncomplete as exc:
+            # Carrying on with part of a state would double or lose what the rest holds: stop instead.
+            log.critical("cannot restore the state of partitions %s: %s. Stopping; a restart retries", partitions, exc)
+            raise
+        size = 0
+        for key, value in state:  # type: ignore[misc]
             # Keys are the partition's key (which may itself hold "/"), "/", the record's name, "#", the chunk.
             prefix = next((b for b in wanted if (key or b"").startswith(b)), None)
             if prefix is None:
                 continue
             p = wanted[prefix]
             name, _, index = (key or b"")[len(prefix):].rpartition(b"#")
+            size += len(value)
             if index.isdigit():
                 chunks.setdefault(p, {}).setdefault(name.decode(errors="replace"), {})[int(index)] = value
         found: dict[int, dict[str, bytes]] = {}
@@ -458,7 +537,9 @@ class Service:
             self.partitions[p] = _Partition(engine, found.get(p), offsets[p])
         self.restore_seconds = time.perf_counter() - t0
         self.metrics.restore_seconds.set(self.restore_seconds)
-        log.info("assigned partitions %s (%d restored from state in %.2fs)", partitions, len(found), self.restore_seconds)
+        self.metrics.restore_bytes.set(size)
+        log.info("assigned partitions %s (%d restored from state, %d bytes, in %.2fs)", partitions, len(found), size,
+                 self.restore_seconds)
 
     def _revoked(self, partitions: list[int]) -> None:
         # Hand the partitions over with everything done so far committed.
@@ -470,14 +551,30 @@ class Service:
             part = self.partitions.pop(p, None)
             if part is not None:
                 self.gone[p] = _counts(part.engine)
-                self._hand_over_alerts(part.engine)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(str(p))
 
-    def _hand_over_alerts(self, engine: Engine) -> None:
-        """The partition's firing alerts belong to its next owner: stop re-sending them from here."""
+    def _make_model(self) -> ModelSide:
+        return ModelSide(self.config, self.metrics, self.clock, lambda: self.input_partitions, self.idle_after,
+                         self.restore_stall, on_revoke=self._model_revoked, on_lost=self._model_lost)
+
+    def _model_revoked(self) -> None:
+        """The model stage moves to another process: hand it over with everything done committed."""
+        try:
+            self._commit()
+        except KafkaException as exc:
+            log.error("commit before the model stage moved failed: %s", exc)
+        self._hand_over_alerts()
+
+    def _model_lost(self) -> None:
+        """The model stage was taken away without a hand-over: what it did since the commit goes."""
+        self._hand_over_alerts()
+        self._lost([])
+
+    def _hand_over_alerts(self) -> None:
+        """Firing alerts belong to the model stage's next owner: stop re-sending them from here."""
         if self.alertmanager is not None:
-            self.alertmanager.forget([fp for fp, sent in engine.sent.items() if sent.status == "firing"])
+            self.alertmanager.forget_all()
 
     def _lost(self, partitions: list[int]) -> None:
         """Partitions taken away without a clean hand-over: abandon what was not committed.
@@ -491,11 +588,9 @@ class Service:
             except (KafkaException, ProducerStuck) as exc:
                 log.warning("abort after losing partitions failed (%s): new producer", exc)
                 self._new_publisher()
-        self.buffer = Output()
+        self._drop_uncommitted()
         for p in partitions:
-            gone = self.partitions.pop(p, None)
-            if gone is not None:
-                self._hand_over_alerts(gone.engine)
+            self.partitions.pop(p, None)
         for part in self.partitions.values():
             if part.dirty:  # outputs of the kept partitions were in the aborted transaction too
                 part.engine = self._engine_from(part.committed_state)
@@ -518,6 +613,6 @@ class Service:
         )
 
 
-def _counts(engine: Engine) -> list[int]:
+def _counts(engine: SeriesTask) -> list[int]:
     s = engine.stats
     return [s.consumed, s.processed, s.dead_lettered, s.windows_closed]

@@ -31,8 +31,10 @@ from .decide import AlertState
 from .dedupe import Sent
 from .engine import Engine, ModelState, Stats, segment_key
 from .features import FeatureSketch
-from .group import _Group
 from .metrics import Metrics
+from .model.state import task_in, task_out
+from .model.task import ModelTask
+from .series.task import SeriesTask
 from .sketch import CategoricalSpec, NumericSpec, Spec
 from .window import WindowSums
 
@@ -172,9 +174,11 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
         m.shadow.restore(d["shadow"])
 
 
-def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]:
+def snapshot(engine: SeriesTask, parts: list[bytes] | None = None) -> dict[str, Any]:
     """The engine's whole state as JSON-compatible data; arrays go to ``parts`` when given (else inline)."""
     wm = engine.watermark
+    # A series task of the two-stage pipeline has no model task of its own: its part is empty.
+    decisions = engine.decisions if isinstance(engine, Engine) else ModelTask(engine.config)
     return {
         "version": VERSION,
         "models": {name: _model_out(m, parts) for name, m in engine.models.items()},
@@ -182,10 +186,7 @@ def snapshot(engine: Engine, parts: list[bytes] | None = None) -> dict[str, Any]
                    for i in range(len(engine.series_model))],
         "alert_states": [[sid, sig, s.status, s.breaches, s.clean, s.starts_at] for (sid, sig), s in engine.alert_states.items()],
         "sent": [[fp, s.status, s.at] for fp, s in engine.sent.items()],
-        "fired_severity": engine.fired_severity,
-        "groups": [[model, sig, sorted(g.members), g.starts, g.last_sent] for (model, sig), g in engine.grouper.groups.items()],
-        "breakers": [[model, sorted(b.alerts), b.expires_at] for model, b in engine.breakers.open.items()],
-        "rate_limited": engine.breakers.rate_limited,
+        **task_out(decisions),
         "watermark": {"max": [[p, v] for p, v in wm._max.items()], "last": wm._last},
         "stats": [engine.stats.consumed, engine.stats.processed, engine.stats.dead_lettered, engine.stats.windows_closed],
     }
@@ -198,13 +199,13 @@ def restore(
     clock: Callable[[], float] | None = None,
     budget_share: float = 1.0,
     parts: list[memoryview] | None = None,
-) -> Engine:
+    cls: type[SeriesTask] = Engine,
+) -> SeriesTask:
     """A new engine that continues exactly where the snapshot's engine stood."""
-    from .act import Breaker
 
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise StateError(f"unsupported state version {data.get('version') if isinstance(data, dict) else data!r}")
-    engine = Engine(config, metrics, clock=clock, budget_share=budget_share)
+    engine = cls(config, metrics, clock=clock, budget_share=budget_share)
     for model, seg, last_active in data["series"]:
         engine.series_model.append(model)
         engine.last_active.append(last_active)
@@ -217,12 +218,19 @@ def restore(
         _model_in(m, md, engine.series_key, parts)
     engine.alert_states = {(sid, sig): AlertState(status, b, c, starts) for sid, sig, status, b, c, starts in data["alert_states"]}
     engine.sent = {fp: Sent(status, at) for fp, status, at in data["sent"]}
-    engine.fired_severity = dict(data.get("fired_severity", {}))
+    decisions = engine.decisions if isinstance(engine, Engine) else ModelTask(config)
+    groups = []
     for model, sig, members, starts, last_sent in data["groups"]:
-        engine.grouper.groups[(model, sig)] = _Group(set(members), starts, last_sent, {})
-    for model, alerts, expires in data["breakers"]:
-        engine.breakers.open[model] = Breaker(set(alerts), expires)
-    engine.breakers.rate_limited = data["rate_limited"]
+        # a state written before groups named their members by key held series ids
+        pairs = [[engine.series_key[m], engine.series_segment[m]] if isinstance(m, int) else m for m in members]
+        groups.append([model, sig, pairs, starts, last_sent])
+    task_in(decisions, {**data, "groups": groups})
+    if "shadow_book" not in data:  # written when the series side counted the verdicts
+        for name, m in engine.models.items():
+            if m.shadow is not None:
+                rows: list[list[Any]] = [[name, v, n, m.shadow.breached.get(v, 0), m.shadow.verdicts.get(v), []]
+                                         for v, n in m.shadow.compared.items()]
+                decisions.shadow.restore(rows)
     engine.watermark._max = {p: v for p, v in data["watermark"]["max"]}
     engine.watermark._seen_at = {p: float("-inf") for p in engine.watermark._max}
     engine.watermark._last = data["watermark"]["last"]
@@ -260,7 +268,7 @@ def _unpack(raw: bytes | memoryview) -> tuple[dict[str, Any], list[memoryview]]:
     return header, parts
 
 
-def records(engine: Engine, changed_only: bool = True) -> dict[str, bytes]:
+def records(engine: SeriesTask, changed_only: bool = True) -> dict[str, bytes]:
     """The engine's state as named records: ``meta`` (everything but the slot statistics) and one
     record per slot column of a model's series store (``model/c/N``, ``model/p/N``). With
     ``changed_only``, only the columns changed since the last such call (and the meta): the state
@@ -287,13 +295,14 @@ def from_records(
     metrics: Metrics | None = None,
     clock: Callable[[], float] | None = None,
     budget_share: float = 1.0,
-) -> Engine:
-    """An engine from its records (see ``records``)."""
+    cls: type[SeriesTask] = Engine,
+) -> SeriesTask:
+    """An engine (or a series task: ``cls``) from its records (see ``records``)."""
     if "meta" not in recs:
         raise StateError("state has no meta record")
     header, parts = _unpack(recs["meta"])
     try:
-        engine = restore(config, header, metrics, clock, budget_share, parts)
+        engine = restore(config, header, metrics, clock, budget_share, parts, cls)
         for name, raw in recs.items():
             if name == "meta":
                 continue
@@ -310,7 +319,7 @@ def from_records(
         raise StateError(f"state cannot be restored: {exc!r}") from None
 
 
-def dumps(engine: Engine) -> bytes:
+def dumps(engine: SeriesTask) -> bytes:
     """The whole state in one blob: all records, packed (for files and tests; the service writes
     records one by one)."""
     recs = records(engine, changed_only=False)
@@ -323,12 +332,13 @@ def loads(
     metrics: Metrics | None = None,
     clock: Callable[[], float] | None = None,
     budget_share: float = 1.0,
-) -> Engine:
+    cls: type[SeriesTask] = Engine,
+) -> SeriesTask:
     header, parts = _unpack(raw)
     names = header.get("records") if isinstance(header, dict) else None
     if header.get("version") != VERSION or not isinstance(names, list) or len(names) != len(parts):
         raise StateError(f"unsupported state (version {header.get('version')!r})")
-    return from_records(config, {str(n): bytes(p) for n, p in zip(names, parts, strict=True)}, metrics, clock, budget_share)
+    return from_records(config, {str(n): bytes(p) for n, p in zip(names, parts, strict=True)}, metrics, clock, budget_share, cls)
 
 
 # ----------------------------------------------------------------- state topic records

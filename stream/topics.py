@@ -58,22 +58,36 @@ def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, byte
     return n
 
 
+class TopicIncomplete(RuntimeError):
+    """A topic could not be read to the end offsets it had when the read began."""
+
+
 def read_topic(
-    bootstrap: str, topic: str, timeout: float = 10.0, with_headers: bool = False
+    bootstrap: str, topic: str, timeout: float = 10.0, with_headers: bool = False, stall: float | None = None,
+    consumer_config: dict[str, object] | None = None,
 ) -> list[tuple[bytes | None, bytes]] | list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    """Everything committed in ``topic`` now (read_committed), in partition order."""
+    """Everything committed in ``topic`` now (read_committed), in partition order.
+
+    By default the read gives up after ``timeout`` seconds with what it has (for the command line and
+    tests, reading outputs). With ``stall``, it reads to the end offsets however long that takes and
+    raises ``TopicIncomplete`` only when ``stall`` seconds pass without progress (a state restore
+    must never carry on half-read; an open transaction of a dead producer holds read_committed
+    readers until the broker aborts it, so ``stall`` must outlast ``transaction.timeout.ms``).
+    """
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"driftline-read-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+        **(consumer_config or {}),
     }, logger=log)
     try:
-        md = consumer.list_topics(topic, timeout=timeout)
+        meta = max(timeout, 10.0)  # for metadata and offsets: the cap is on reading
+        md = consumer.list_topics(topic, timeout=meta)
         if topic not in md.topics or md.topics[topic].error is not None:
             return []
         parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
         ends = {}
         for tp in parts:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            low, high = consumer.get_watermark_offsets(tp, timeout=meta)
             if high > low:
                 ends[tp.partition] = high
         if not ends:
@@ -81,8 +95,16 @@ def read_topic(
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         out: list = []
         done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends) and time.monotonic() < deadline:
+        wait = stall if stall is not None else timeout
+        deadline = time.monotonic() + wait
+        at: dict[int, int] = {}
+        while len(done) < len(ends):
+            if time.monotonic() >= deadline:
+                if stall is None:
+                    break
+                behind = {p: (at.get(p, 0), end) for p, end in ends.items() if p not in done}
+                raise TopicIncomplete(f"{topic}: no progress for {stall:.0f}s; partitions not read to their end "
+                                      f"(position, end): {behind}")
             for msg in consumer.consume(1000, 0.5):
                 if msg.error() is not None:
                     continue
@@ -98,6 +120,10 @@ def read_topic(
             for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends[tp.partition]:
                     done.add(tp.partition)
+                if tp.offset > at.get(tp.partition, 0):
+                    at[tp.partition] = tp.offset
+                    if stall is not None:
+                        deadline = time.monotonic() + stall  # progress: the stall clock starts again
         return out
     finally:
         consumer.close()

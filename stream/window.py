@@ -60,6 +60,11 @@ class Watermark:
             self._last = wm if self._last is None else max(self._last, wm)
         return self._last
 
+    @property
+    def last(self) -> int | None:
+        """The watermark as of the last ``value`` (windows ending by it are closed)."""
+        return self._last
+
     def flush(self) -> None:
         """End of input: let every window close."""
         self._last = np.iinfo(np.int64).max

@@ -89,8 +89,10 @@ def test_kubernetes_manifests_fit_together() -> None:
     for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             docs[doc["kind"]] = doc
-    assert set(docs) == {"ConfigMap", "Deployment", "Service"}
-    cm, dep, svc = docs["ConfigMap"], docs["Deployment"], docs["Service"]
+    assert set(docs) == {"ConfigMap", "StatefulSet", "Service"}
+    cm, dep, svc = docs["ConfigMap"], docs["StatefulSet"], docs["Service"]
+    # Static membership needs ids that survive a reschedule: a StatefulSet's pod names do.
+    assert dep["spec"]["serviceName"] == svc["metadata"]["name"]
     cfg = Config(**tomllib.loads(cm["data"]["driftline.toml"]))  # a bad key would fail here, naming it
     spec = dep["spec"]["template"]["spec"]
     container = spec["containers"][0]
@@ -105,8 +107,9 @@ def test_kubernetes_manifests_fit_together() -> None:
     assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
     mounted = {v["name"]: v for v in spec["volumes"]}
     assert mounted["config"]["configMap"]["name"] == cm["metadata"]["name"]
-    env = {e["name"] for e in container["env"]}
-    assert {"DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS", "DRIFTLINE_KAFKA__INSTANCE_ID"} <= env
+    env = {e["name"]: e for e in container["env"]}
+    assert "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS" in env
+    assert env["DRIFTLINE_KAFKA__INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 def test_grafana_dashboard_queries_metrics_the_service_exports() -> None:

@@ -299,7 +299,8 @@ def test_failed_transactions_rewind_and_lose_nothing(
     calls = {"n": 0, "failed": 0}
     real_commit = publish.Publisher.commit
 
-    def flaky_commit(self: publish.Publisher, offsets: list[TopicPartition], meta: object, timeout: float = 20.0) -> None:
+    def flaky_commit(self: publish.Publisher, offsets: list[TopicPartition], meta: object, timeout: float = 20.0,
+                     more: tuple[tuple[list[TopicPartition], object], ...] = ()) -> None:
         calls["n"] += 1
         if calls["n"] % 2 == 0 and calls["failed"] < 3:
             calls["failed"] += 1
@@ -309,7 +310,7 @@ def test_failed_transactions_rewind_and_lose_nothing(
                 raise KafkaException(KafkaError(KafkaError._FENCED, "injected", fatal=True))
             self.stuck = True
             raise publish.ProducerStuck("injected")
-        real_commit(self, offsets, meta, timeout)
+        real_commit(self, offsets, meta, timeout, more)
 
     publish.Publisher.commit = flaky_commit  # type: ignore[method-assign]
     try:

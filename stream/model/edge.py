@@ -1,0 +1,166 @@
+"""The model stage's Kafka edge in the service: the internal verdicts topic in, the model task's state.
+
+Every process's series tasks produce their window reports and progress marks to the verdicts topic
+(key = model), in the transaction that commits their input offsets and state. The topic has one
+partition: the model stage is one task, the single owner of the global breaker cap, and what it
+handles scales with windows and alerts, not with events. It is read by a consumer group of its own
+(``{group_id}.model``, read_committed); the process that holds its partition runs the model task,
+restored from the state topic at assignment. The task's state and its consumed offsets go into the
+same transaction as the rest of what the process commits (the service's ``_commit``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from ..config import Config
+from ..consume import client_settings
+from ..metrics import Metrics
+from ..series.tables import Output
+from ..state import compress, decompress, from_chunks, to_chunks
+from ..topics import read_topic
+from ..verdict import Mark, decode
+from .frontier import Frontier
+from .state import dumps, loads
+from .task import ModelTask
+
+log = logging.getLogger("driftline.model")
+
+
+class ModelSide:
+    def __init__(self, config: Config, metrics: Metrics, clock: Callable[[], float],
+                 input_partitions: Callable[[], int], idle_after: float, restore_stall: float,
+                 on_revoke: Callable[[], None], on_lost: Callable[[], None]):
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self.input_partitions = input_partitions
+        self.idle_after = idle_after
+        self.restore_stall = restore_stall
+        self._on_revoke, self._on_lost = on_revoke, on_lost
+        self.topic = config.kafka.verdicts()
+        k = config.kafka
+        self.consumer = Consumer({
+            **client_settings(k),
+            "group.id": f"{k.group_id}.model",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": k.session_timeout,
+            **({"group.instance.id": f"{k.instance_id}.model"} if k.instance_id else {}),
+        }, logger=log)
+        self.consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+        self.task: ModelTask | None = None
+        self.frontier: Frontier | None = None
+        self.committed: bytes | None = None  # the state as of the last committed transaction
+        self.offset = OFFSET_BEGINNING  # the verdicts offset committed with it
+        self.dirty = False
+        self._written: bytes | None = None  # the state records of the transaction under way
+
+    # ----------------------------------------------------------------- the loop's calls
+    def poll(self, out: Output) -> None:
+        """What the series tasks reported since the last call; the windows it makes due, decided."""
+        msgs = self.consumer.consume(num_messages=10_000, timeout=0)
+        if self.task is None or self.frontier is None:
+            return
+        now = self.clock()
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("verdicts consumer error (retried by the client): %s", err.str())
+                continue
+            partition, item = decode(msg.value() or b"")
+            if isinstance(item, Mark):
+                self.frontier.mark(partition, item.watermark, now, item.empty)
+            else:
+                self.frontier.report(partition, item)
+            self.dirty = True
+        self.frontier.resize(self.input_partitions(), now)
+        due = self.frontier.due(now)
+        if due:
+            self.task.act(due, out)
+            self.dirty = True
+        self.metrics.late_reports.set(self.frontier.late)
+
+    def state_records(self) -> list[tuple[bytes, bytes]]:
+        assert self.task is not None and self.frontier is not None
+        blob = self._written = compress(dumps(self.task, self.frontier))
+        base = self._state_key()
+        return [(base + b"#%d" % i, chunk) for i, chunk in enumerate(to_chunks(blob))]
+
+    def offsets(self) -> list[TopicPartition]:
+        if self.task is None:
+            return []
+        return [tp for tp in self.consumer.position([TopicPartition(self.topic, 0)]) if tp.offset >= 0]
+
+    def group_metadata(self) -> Any:
+        return self.consumer.consumer_group_metadata()
+
+    def committed_now(self, offsets: list[TopicPartition], with_state: bool) -> None:
+        """The transaction committed; it held this side's offsets, and its state when ``with_state``."""
+        if with_state:
+            self.committed = self._written
+        for tp in offsets:
+            self.offset = tp.offset
+        self.dirty = False
+
+    def rewind(self) -> None:
+        """Back to the last committed state and offset (an aborted transaction)."""
+        if self.task is None:
+            return
+        self._start(self.committed)
+        self.consumer.seek(TopicPartition(self.topic, 0, self.offset))
+        self.dirty = False
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    # ----------------------------------------------------------------- assignment
+    def _state_key(self) -> bytes:
+        k = self.config.kafka
+        return f"{k.group_id}|{self.topic}|0/model".encode()
+
+    def _start(self, blob: bytes | None) -> None:
+        now = self.clock()
+        self.task = ModelTask(self.config, self.metrics)
+        self.frontier = Frontier(self.input_partitions(), self.idle_after, now)
+        if blob is not None:
+            loads(self.task, self.frontier, decompress(blob), now)
+
+    def _assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        if not parts:
+            return
+        key = self._state_key() + b"#"
+        chunks: dict[int, bytes] = {}
+        state = read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60,
+                           stall=self.restore_stall, consumer_config=dict(self.config.kafka.client))
+        for k, value in state:  # type: ignore[misc]
+            if k is not None and k.startswith(key) and k[len(key):].isdigit():
+                chunks[int(k[len(key):])] = value
+        blob = from_chunks(chunks) if chunks else None
+        if chunks and blob is None:
+            log.error("the model stage's state has incomplete chunks: starting it from scratch")
+        self.committed = blob
+        self._start(blob)
+        committed = consumer.committed([TopicPartition(self.topic, 0)], timeout=60)
+        self.offset = committed[0].offset if committed and committed[0].offset >= 0 else OFFSET_BEGINNING
+        self.dirty = False
+        log.info("model stage assigned here (%s restored)", "state" if blob is not None else "no state")
+
+    def _revoked(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        if parts and self.task is not None:
+            self._on_revoke()  # commit everything done so far, with this side's state
+            self.task = self.frontier = None
+            log.info("model stage moved away from here")
+
+    def _lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        if parts and self.task is not None:
+            self.task = self.frontier = None
+            self._on_lost()

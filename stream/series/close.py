@@ -1,0 +1,90 @@
+"""Window close: the watermark closes a model's due windows; each closed window is judged and reported.
+
+A closed window's series are judged (``judge.py``) and compared with challengers (``shadow.py``);
+what comes out is one ``WindowReport`` per model window, for the model stage. Series that sent
+nothing for ``series_ttl`` are forgotten here, their row reused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..verdict import WindowReport, note_order
+from .tables import FOUR_WEEKS_MS, SIGNALS, ModelState, Output, SeriesCore
+
+
+class CloseStep(SeriesCore):
+    """Due windows to reports."""
+
+    def _close_due(self, out: Output, watermark: int | None) -> None:
+        if watermark is None:
+            return
+        if watermark < np.iinfo(np.int64).max:
+            self.metrics.watermark.set(watermark / 1000)
+        for m in self.models.values():
+            if m.pending and any(int(ws.min()) + m.cfg.window <= watermark for _, ws, _ in m.pending):
+                self._flush_pending(m)
+            for ws in m.windows.due(watermark):
+                self._close(m, ws, out)
+            if m.shadow is not None:  # windows only a challenger sent to: no champion to compare with
+                for ws in [w for w in m.shadow.open if w + m.cfg.window <= watermark]:
+                    del m.shadow.open[ws]
+
+
+    def _close(self, m: ModelState, ws: int, out: Output) -> None:
+        sums = m.windows.pop(ws)
+        for old in [w for w in m.seen if w <= ws]:
+            del m.seen[old]
+        if sums is not None and m.sids:
+            rows = m.store.rows_for(m.sids)
+            inside = rows < len(sums.count)
+            active = np.zeros(len(rows), bool)
+            active[inside] = sums.count[rows[inside]] > 0
+            for sid in np.asarray(m.sids)[active].tolist():
+                self.last_active[sid] = ws
+        self._expire(m, ws)
+        slot = m.calendar.slot(ws)
+        end = ws + m.cfg.window
+        n_tests = len(SIGNALS) + len(m.cfg.features)
+        budget = self.d.false_alarms_per_4_weeks * self.budget_share
+        alpha = budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * n_tests)
+        report = WindowReport(m.cfg.name, ws, end)
+        report.notes = sorted(self._evaluate(m, sums, ws, slot, end, alpha), key=note_order) if m.sids else []
+        if m.shadow is not None:
+            self._shadow_close(m, ws, sums, slot, end, alpha, report)
+        names = sorted({f for n in report.notes for f in n.payload.features})
+        if names and m.features is not None:
+            index = {n: i for i, n in enumerate(m.features.names)}
+            corr = m.features.correlation()
+            report.features = names
+            report.correlation = [[float(corr[index[a], index[b]]) for b in names] for a in names]
+        out.reports.append(report)
+        self.stats.windows_closed += 1
+        self.metrics.windows_closed.labels(m.cfg.name).inc()
+
+    def _expire(self, m: ModelState, now: int) -> None:
+        """Forget series that sent nothing for ``series_ttl``: their history, detectors and alerts."""
+        ttl = self.d.series_ttl
+        stale = [sid for sid in m.sids if 0 <= self.last_active[sid] < now - ttl]
+        if not stale:
+            return
+        # A series with events in a window still open is not stale (and its row must not be reused
+        # while that window holds its counts).
+        busy = {int(r) for sums in m.windows._open.values() for r in np.flatnonzero(sums.count > 0)}
+        stale = [sid for sid in stale if m.store.rows.get(sid) not in busy]
+        if not stale:
+            return
+        m.by_values.clear()
+        m.native_sids = np.full(0, -1, np.int64)
+        for sid in stale:
+            m.sids.remove(sid)
+            m.by_segment.pop(self.series_key[sid], None)
+            m.store.drop(sid)
+            self.last_active[sid] = -2  # expired; a new event makes it a new series
+            for signal in (*SIGNALS, "feature"):
+                self.alert_states.pop((sid, signal), None)
+        gone = set(stale)
+        for key in [k for k in self.alert_states if k[0] in gone]:  # shadow states, by version
+            del self.alert_states[key]
+        self.metrics.series.labels(m.cfg.name).set(len(m.sids))
+

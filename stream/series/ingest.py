@@ -1,0 +1,151 @@
+"""Ingest: one model's routed events into their open windows' sums and sketches.
+
+Late events are dead-lettered here; a challenger's events go to the shadow histograms only; numeric
+predictions wait (``pending``) until the model's bin edges are learned, then every window's sums are
+a few bincounts, with no per-event Python.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from ..decode import DeadLetter
+from ..sketch import CategoricalSpec, NumericSpec
+from .route import Routed
+from .tables import ModelState, Output, SeriesCore, take
+
+
+class IngestStep(SeriesCore):
+    """Routed events into windows and sketches."""
+
+    def _ingest(self, m: ModelState, cols: Routed, out: Output) -> dict[int, int]:
+        """Window, late-check and sketch one model's events of this batch; return max ts per partition."""
+        sids = np.asarray(cols.sids, dtype=np.int64)
+        ts = np.asarray(cols.ts, dtype=np.int64)
+        ws = ts - ts % m.cfg.window
+        late = cols.late
+        if late.any():
+            for i in np.flatnonzero(late):
+                self._dead(out, DeadLetter(self._batch[int(cols.where[i])], "late", "event time is behind the watermark: its window has closed"))
+            self.metrics.late.labels(m.cfg.name).inc(int(late.sum()))
+            keep = ~late
+            sids, ts, ws, where = sids[keep], ts[keep], ws[keep], cols.where[keep]
+            values, feats = take(cols.values, keep), take(cols.features, keep)
+            versions = None if cols.versions is None else take(cols.versions, keep)
+        else:
+            values, where, feats, versions = cols.values, cols.where, cols.features, cols.versions
+        if len(ts) == 0:
+            return {}
+        n = len(ts)
+        self.stats.processed += n
+        self.metrics.processed.labels(m.cfg.name).inc(n)
+        part_max = self._partition_max(where, ts)
+        spec = m.spec
+        assert spec is not None
+        if m.shadow is not None and versions is not None:
+            v = np.array(versions, dtype=object)
+            challenger = (v != None) & (v != m.shadow.champion)  # noqa: E711 - elementwise, not identity
+            if challenger.any():
+                # A challenger's predictions are not the traffic the model serves: counted for the
+                # shadow comparison only, never in the model's own series or its learned bins.
+                self._shadow_add(m, sids[challenger], ws[challenger], take(values, challenger),
+                                 v[challenger].tolist())
+                keep = ~challenger
+                sids, ts, ws = sids[keep], ts[keep], ws[keep]
+                values, feats = take(values, keep), take(feats, keep)
+                if len(ts) == 0:
+                    return part_max
+        fbins = m.features.bins_of(self._feature_columns(m, feats)) if m.features is not None else None
+        if isinstance(spec, CategoricalSpec):
+            self._accumulate(m, sids, ws, spec.codes(values), None, fbins)
+        else:
+            arr = np.asarray(values, dtype=np.float64)
+            if spec.frozen:
+                self._accumulate(m, sids, ws, spec.bin(arr), spec.clip(arr), fbins)
+            else:
+                m.pending.append((sids, ws, arr))
+                # The edges come from the values before the first event that could close the first
+                # window (or the first ``learn_from``), in stream order: the same whatever the batches.
+                if m.learn_until is None:
+                    m.learn_until = int(ws[0]) + m.cfg.window + self.d.allowed_lateness
+                cut = int(np.argmax(ts >= m.learn_until)) if (ts >= m.learn_until).any() else len(ts)
+                spec.observe(arr[:cut])
+                if cut < len(ts) and not spec.frozen:
+                    spec.learn()
+                if spec.frozen:
+                    self._flush_pending(m)
+        return part_max
+
+    def _partition_max(self, where: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> dict[int, int]:
+        """The latest event time per input partition among these events (for the watermark)."""
+        if isinstance(self._parts, int):
+            return {self._parts: int(ts.max())}
+        parts = self._parts[where]
+        return {int(p): int(ts[parts == p].max()) for p in np.unique(parts)}
+
+    def _shadow_add(self, m: ModelState, sids: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
+                    values: npt.NDArray[np.float64] | list[Any], versions: list[str]) -> None:
+        """Challenger events into the shadow histograms, on the model's bins (once they are learned)."""
+        spec, shadow = m.spec, m.shadow
+        assert spec is not None and shadow is not None
+        if isinstance(spec, NumericSpec):
+            if not spec.frozen:
+                self.metrics.shadow_skipped.labels(m.cfg.name).inc(len(sids))
+                return
+            bins = spec.bin(np.asarray(values, dtype=np.float64))
+        else:
+            bins = spec.codes(list(values))
+        shadow.add(ws, sids, bins, versions, spec.size)
+
+    def _feature_columns(self, m: ModelState, feats: list[Any] | npt.NDArray[np.float64]) -> list[Any]:
+        """The events' monitored features, one column each: a float array when the decoder typed every
+        feature as numeric (one conversion for the whole batch), else lists of the values as sent."""
+        schema = self.typed.schemas[m.cfg.name]
+        if isinstance(feats, np.ndarray):  # the native decoder's matrix: text values by number
+            if schema.all_numeric:
+                return list(feats.T)
+            names = np.array([*self.typed.native[m.cfg.name].feature_labels(), None], dtype=object)
+            return [names[np.where(np.isnan(col), len(names) - 1, col).astype(np.int64)].tolist()
+                    if kind == "categorical" else col for col, kind in zip(feats.T, schema.kinds, strict=True)]
+        if schema.all_numeric:
+            x = np.array([msgspec.structs.astuple(f) for f in feats], dtype=np.float64).reshape(len(feats), -1)
+            return list(x.T)
+        return [list(map(attrgetter(f"f{j}"), feats)) for j in range(len(schema.features))]
+
+    def _flush_pending(self, m: ModelState) -> None:
+        assert isinstance(m.spec, NumericSpec)  # only numeric predictions wait for their bins
+        if not m.spec.frozen:
+            m.spec.learn()
+        for sids, ws, arr in m.pending:
+            self._accumulate(m, sids, ws, m.spec.bin(arr), m.spec.clip(arr))
+        m.pending = []
+
+    def _accumulate(
+        self,
+        m: ModelState,
+        sids: npt.NDArray[np.int64],
+        ws: npt.NDArray[np.int64],
+        bins: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64] | None,
+        feature_bins: dict[str, npt.NDArray[np.int64]] | None = None,
+    ) -> None:
+        """The batch's events into their open windows' sums: a few bincounts per window, no per-event Python."""
+        assert m.spec is not None
+        st = m.store
+        names = m.features.names if m.features is not None else []
+        st.ensure(m.spec.size, {n: m.features.max_size for n in names} if m.features is not None else {})
+        usids, inv = np.unique(sids, return_inverse=True)
+        rows = st.rows_for(usids)[inv.reshape(-1)]
+        feats = None
+        if feature_bins:
+            index = {n: j for j, n in enumerate(st.features)}
+            feats = (np.array([index[n] for n in feature_bins], dtype=np.int64),
+                     np.stack(list(feature_bins.values()), axis=1))
+        shape = (len(st.scal), st.hist.shape[2], st.fhist.shape[2], st.fhist.shape[3])
+        m.windows.add(ws, rows, bins, values, feats, shape)
+

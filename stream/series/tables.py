@@ -1,0 +1,144 @@
+"""The series stage's tables: what a series task keeps per model, and the shared names.
+
+A series task (``task.py``) is one input partition's share of the job. Its steps live in one
+module each and share the attributes ``SeriesCore`` declares: ``route.py`` (records to series,
+column-wise), ``ingest.py`` (into open windows and sketches), ``close.py`` (the watermark closes
+windows), ``judge.py`` (per-series tests, lifecycle and evidence at close), ``shadow.py``
+(challengers against the champion). What it tells the model stage is a ``WindowReport``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..baseline import SeriesStore
+from ..calendar import Calendar, Slot
+from ..config import Config, Defaults, ResolvedModel
+from ..contract import Alert, Command
+from ..decide import AlertState
+from ..decode import DeadLetter, Record, TypedDecoder
+from ..dedupe import Sent
+from ..features import FeatureSketch
+from ..group import Note
+from ..metrics import Metrics
+from ..shadow import ShadowTracker
+from ..sketch import Spec
+from ..verdict import WindowReport
+from ..window import OpenWindows, Watermark, WindowSums
+
+FOUR_WEEKS_MS = 28 * 86_400_000
+SIGNALS = ("prediction", "volume")
+CLEAN_FRACTION = 0.5
+
+
+@dataclass
+class Output:
+    alerts: list[Alert] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    reports: list[WindowReport] = field(default_factory=list)  # for the model stage (not published)
+
+    def extend(self, other: Output) -> None:
+        self.alerts += other.alerts
+        self.commands += other.commands
+        self.dead_letters += other.dead_letters
+        self.reports += other.reports
+
+
+@dataclass
+class Stats:
+    consumed: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    windows_closed: int = 0
+
+
+def take(column: Any, keep: npt.NDArray[np.bool_]) -> Any:
+    """The rows of a batch column that ``keep`` marks: an array indexed, a list filtered."""
+    if isinstance(column, np.ndarray):
+        return column[keep]
+    return [v for v, k in zip(column, keep.tolist(), strict=True) if k]
+
+
+def segment_key(segment: dict[str, str]) -> str:
+    """Canonical text of a segment: ``k=v`` pairs sorted by key, ``,``-joined (``""`` for none)."""
+    return ",".join(f"{k}={segment[k]}" for k in sorted(segment))
+
+
+def fingerprint(model: str, segment: str, signal: str) -> str:
+    return hashlib.sha256(f"{model}|{segment}|{signal}".encode()).hexdigest()[:16]
+
+
+class ModelState:
+    """Everything the engine keeps for one model."""
+
+    def __init__(self, cfg: ResolvedModel, baseline_windows: int):
+        self.cfg = cfg
+        # weekly: 168 hours of the week, 48 weekday/weekend hours, and room for three holidays
+        self.store = SeriesStore(baseline_windows, slots=288 if cfg.calendar == "weekly" else 8)
+        self.calendar = Calendar(
+            cfg.timezone,
+            cfg.holidays,
+            {date.fromisoformat(k): v for k, v in cfg.holiday_dates.items()},
+            weekly=cfg.calendar == "weekly",
+        )
+        self.windows = OpenWindows(cfg.window)
+        self.spec: Spec | None = None
+        self.sids: list[int] = []
+        self.by_segment: dict[str, int] = {}
+        self.pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+        self.features = FeatureSketch(cfg.features) if cfg.features else None
+        self.seen: dict[int, set[str]] = {}  # event ids per open window
+        self.learn_until: int | None = None  # event time that ends the learning of bin edges
+        self.by_values: dict[Any, int] = {}  # segment key as decoded -> series id (a cache)
+        # The same cache for the native decoder: its segment number -> series id (-1: not looked up)
+        self.native_sids: npt.NDArray[np.int64] = np.full(0, -1, np.int64)
+        self.native_table: Any = None  # the native decoder's segment table those numbers refer to
+        sc = cfg.shadow
+        self.shadow = ShadowTracker(sc.champion, sc.min_events, sc.min_divergence) if sc is not None else None
+
+
+
+class SeriesCore:
+    """The attributes the series task's steps share, and the steps they call across modules."""
+
+    config: Config
+    d: Defaults
+    metrics: Metrics
+    clock: Callable[[], float] | None
+    budget_share: float
+    idle_after: float
+    watermark: Watermark
+    models: dict[str, ModelState]
+    # per series id: its model, segment, segment key, and the start of its last window with events
+    series_model: list[str]
+    series_segment: list[dict[str, str]]
+    series_key: list[str]
+    last_active: list[int]
+    alert_states: dict[tuple[int, str], AlertState]
+    sent: dict[str, Sent]
+    stats: Stats
+    typed: TypedDecoder
+    _batch: Sequence[Record]
+    _parts: int | npt.NDArray[np.int64]
+
+    def _dead(self, out: Output, dl: DeadLetter) -> None:
+        raise NotImplementedError
+
+    def _flush_pending(self, m: ModelState) -> None:
+        raise NotImplementedError
+
+    def _evaluate(self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float
+                  ) -> list[Note]:
+        raise NotImplementedError
+
+    def _shadow_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int,
+                      alpha: float, report: WindowReport) -> None:
+        raise NotImplementedError
