@@ -8,7 +8,8 @@ service and the replay command feed records and an optional clock, and publish w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .config import Config
 from .decode import Record
@@ -27,15 +28,9 @@ class Engine(SeriesTask):
     model side, which sees nothing but the window reports.
     """
 
-    def __init__(
-        self,
-        config: Config,
-        metrics: Metrics | None = None,
-        clock: Callable[[], float] | None = None,
-        idle_after: float = 30.0,
-        budget_share: float = 1.0,
-    ):
-        super().__init__(config, metrics, clock, idle_after, budget_share)
+    def __init__(self, config: Config, metrics: Metrics | None = None, **task: Any):
+        """``task``: the series task's clock, idle_after and budget_share."""
+        super().__init__(config, metrics, **task)
         self.decisions = ModelTask(config, self.metrics)
 
     def process(self, records: Sequence[Record]) -> Output:

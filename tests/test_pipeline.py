@@ -121,7 +121,7 @@ def test_the_interleaving_of_partitions_changes_no_decision(drifting: list[tuple
     assert all(by.values())
     want = run(cfg, by, "round")
     assert want.commands
-    for order, seed in (("serial", 0), ("random", 1), ("random", 2)):
+    for order, seed in (("serial", 0), ("random", 1)):
         assert transitions(run(cfg, by, order, seed=seed)) == transitions(want), order
 
 
