@@ -99,8 +99,10 @@ def plain_consume(bootstrap: str, topic: str, total: int, decode: Callable[[list
         c.close()
 
 
-def driftline_rate(bootstrap: str, topic: str, models: dict[str, ModelConfig]) -> float:
+def driftline_rate(bootstrap: str, topic: str, models: dict[str, ModelConfig]) -> tuple[float, float, int]:
+    """Events/s of the service, and the internal verdicts topic's bytes per closed window, windows."""
     from stream.service import Service
+    from stream.topics import read_topic
 
     p = f"perf-{uuid.uuid4().hex[:8]}"
     kafka = KafkaConfig(bootstrap_servers=bootstrap, group_id=p, input_topic=topic, alerts_topic=f"{p}.alerts",
@@ -108,32 +110,33 @@ def driftline_rate(bootstrap: str, topic: str, models: dict[str, ModelConfig]) -
                         batch_size=10_000)
     service = Service(Config(kafka=kafka, models=models, metrics=MetricsConfig(port=0)))
     marks: list[tuple[float, int]] = []
-    service.run(idle_exit=5.0, on_batch=lambda s: marks.append((time.perf_counter(), s.consumed)))
+    summary = service.run(idle_exit=5.0, on_batch=lambda s: marks.append((time.perf_counter(), s.consumed)))
     (t0, n0), (t1, n1) = marks[0], marks[-1]
-    return (n1 - n0) / (t1 - t0)
+    internal = sum(len(v) for _k, v in read_topic(bootstrap, kafka.verdicts(), timeout=60))  # type: ignore[misc]
+    return (n1 - n0) / (t1 - t0), internal / max(summary.windows_closed, 1), summary.windows_closed
 
 
 def replay_rate(path: Path, models: dict[str, ModelConfig]) -> tuple[float, float, int]:
     """Events/s of the replay, the seconds of it spent closing windows, and the windows closed."""
-    from stream.engine import Engine
     from stream.replay import replay
+    from stream.series.task import SeriesTask
 
     spent = [0.0, 0]
-    close = Engine._close
+    close = SeriesTask._close
 
-    def timed(self: Engine, *args: Any) -> None:
+    def timed(self: SeriesTask, *args: Any) -> None:
         t = time.perf_counter()
         close(self, *args)
         spent[0] += time.perf_counter() - t
         spent[1] += 1
 
-    Engine._close = timed  # type: ignore[method-assign]
+    SeriesTask._close = timed  # type: ignore[method-assign]
     try:
         t0 = time.perf_counter()
         result = replay(path, Config(models=models))
         rate = result.events / (time.perf_counter() - t0)
     finally:
-        Engine._close = close  # type: ignore[method-assign]
+        SeriesTask._close = close  # type: ignore[method-assign]
     return rate, spent[0], int(spent[1])
 
 
@@ -198,6 +201,7 @@ def main() -> int:
         floor_decode = lambda values: [one(v) for v in values]  # noqa: E731
     rows: dict[str, list[float]] = {k: [] for k in ("limit_default", "limit", "floor", "ours", "replay", "river")}
     close_share: list[tuple[float, int]] = []
+    internal: list[tuple[float, int]] = []
     for r in range(args.repeat):  # the measures take turns, so that a slow spell of the machine hits all of them
         gc.unfreeze()
         gc.set_threshold(*DEFAULT_GC)
@@ -205,7 +209,9 @@ def main() -> int:
         tune_gc()  # as `driftline run` and `driftline replay` do
         rows["limit"].append(plain_consume(args.bootstrap, topic, n, settings=FETCH))
         rows["floor"].append(plain_consume(args.bootstrap, topic, n, floor_decode, settings=FETCH))
-        rows["ours"].append(driftline_rate(args.bootstrap, topic, models))
+        ours, per_window, closed = driftline_rate(args.bootstrap, topic, models)
+        rows["ours"].append(ours)
+        internal.append((per_window, closed))
         rate, in_close, windows = replay_rate(jsonl, models)
         rows["replay"].append(rate)
         close_share.append((in_close, windows))
@@ -224,6 +230,9 @@ def main() -> int:
     print(f"decode floor (that consumer + driftline's batch decoder{'' if typed.native else ' (msgspec: native not built)'}, nothing else): {med['floor']:,.0f} "
           f"(ratio to the limit {ratio('floor', 'limit'):.2f})")
     print(f"driftline run (whole pipeline, {args.partitions} partitions): {med['ours']:,.0f}")
+    per_window, closed = internal[len(internal) // 2]
+    print(f"internal verdicts topic (series stage -> model stage): {per_window:,.0f} bytes per window report "
+          f"({closed} reports: one per partition and closed window)")
     print(f"ratio driftline / limit: {ratio('ours', 'limit'):.2f} (to the consumer with defaults "
           f"{ratio('ours', 'limit_default'):.2f}, to the decode floor {ratio('ours', 'floor'):.2f})")
     in_close, windows = close_share[len(close_share) // 2]
