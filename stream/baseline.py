@@ -139,10 +139,17 @@ def array_out(a: npt.NDArray[Any], parts: list[bytes] | None) -> dict[str, Any]:
     return d
 
 
+# The array types ``array_out`` writes (little-endian numbers and booleans): a record names one of
+# these or is refused. numpy parses any other text as a type description, and some of it raises
+# what no caller expects (a SyntaxError from "\u0669\u0669,,", found by the state fuzz target).
+_TYPES = frozenset(np.dtype(t).str for t in ("<f8", "<f4", "<i8", "<i4", "<i2", "i1", "<u8", "<u4", "<u2", "u1", "?"))
+
+
 def array_in(d: dict[str, Any], parts: list[memoryview] | None) -> npt.NDArray[Any]:
-    dtype = POINT if d["dtype"] == "point" else np.dtype(d["dtype"])
-    if dtype.byteorder == ">" or dtype.hasobject:
-        raise ValueError(f"unsupported array type {d['dtype']!r}")
+    name = d["dtype"]
+    if name != "point" and name not in _TYPES:
+        raise ValueError(f"unsupported array type {name!r}")
+    dtype = POINT if name == "point" else np.dtype(name)
     raw = base64.b64decode(d["data"]) if "data" in d else (parts or [])[int(d["part"])]
     shape = tuple(int(x) for x in d["shape"])
     if len(raw) != dtype.itemsize * math.prod(shape):

@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from stream.contract import Alert, Command
-from stream.simulate import HOUR_MS, Drift, Scenario
 from stream.series.tables import segment_key
+from stream.simulate import HOUR_MS, Drift, Scenario
 from stream.topics import create_topic, produce, read_topic
 
 from .test_kafka_faults import config, fresh_input, scenario_events, transitions
