@@ -21,7 +21,6 @@ from .model.frontier import Frontier
 from .model.task import ModelTask
 from .series.tables import Stats
 from .series.task import SeriesTask
-from .verdict import WindowReport
 
 _PARTITION = itemgetter(3)  # Record.partition
 
@@ -52,7 +51,8 @@ class Pipeline:
                 guard = self.guards[p] = self._guard(p)
                 self.frontier.resize(p + 1)
             self._collect(p, guard.process(recs), out)
-        return self._decide(out, self.frontier.due())
+        self.decisions.act(self.frontier.due(), out)
+        return out
 
     def caught_up(self, partition: int) -> None:
         """Nothing to replay in this partition: it holds no window open."""
@@ -66,7 +66,8 @@ class Pipeline:
         out = Output()
         for p, guard in self.guards.items():
             self._collect(p, guard.engine.finish(), out)
-        return self._decide(out, self.frontier.flush())
+        self.decisions.act(self.frontier.flush(), out)
+        return out
 
     @property
     def stats(self) -> Stats:
@@ -84,10 +85,6 @@ class Pipeline:
         for r in got.reports:
             self.frontier.report(p, r)
         self.frontier.mark(p, self.guards[p].engine.watermark.last)
-
-    def _decide(self, out: Output, due: list[WindowReport]) -> Output:
-        self.decisions.act(due, out)
-        return out
 
     @staticmethod
     def _by_partition(records: Sequence[Record]) -> list[tuple[int, Sequence[Record]]]:

@@ -83,7 +83,9 @@ class ShadowTracker:
     open: dict[int, dict[tuple[int, str], npt.NDArray[np.int64]]] = field(default_factory=dict)
     compared: dict[str, int] = field(default_factory=dict)  # version -> windows with a comparison
     breached: dict[str, int] = field(default_factory=dict)  # version -> windows with a breach anywhere
-    verdicts: dict[str, str] = field(default_factory=dict)  # version -> "promote" | "reject", once given
+    # version -> "promote" | "reject": only read from states written before the model stage gave the
+    # verdicts (stream/model/shadow.py, which also counts per model what ``compared`` counts here)
+    verdicts: dict[str, str] = field(default_factory=dict)
     recent: dict[tuple[int, str], deque[tuple[int, float, float, float]]] = field(default_factory=dict)
 
     def add(self, ws: npt.NDArray[np.int64], sids: npt.NDArray[np.int64], bins: npt.NDArray[np.int64],
@@ -128,19 +130,6 @@ class ShadowTracker:
             self.compared[version] = self.compared.get(version, 0) + 1
             self.breached[version] = self.breached.get(version, 0) + int(any_breach)
         return out
-
-    def verdict(self, version: str, after: int, firing: bool) -> str | None:
-        """The verdict on a challenger once ``after`` windows were compared: reject while one of its
-        shadow alerts fires, promote when none of those windows breached anywhere; once per version."""
-        if version in self.verdicts or self.compared.get(version, 0) < after:
-            return None
-        if firing:
-            self.verdicts[version] = "reject"
-        elif self.breached.get(version, 0) == 0:
-            self.verdicts[version] = "promote"
-        else:
-            return None  # breached now and then, but never long enough to fire: keep watching
-        return self.verdicts[version]
 
     def snapshot(self) -> dict[str, Any]:
         return {
