@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from stream import broker  # noqa: E402
 from stream.simulate import HOUR_MS, Drift, Scenario  # noqa: E402
 from stream.topics import create_topic  # noqa: E402
-from tests.test_kafka_faults import config, lag, scenario_events, transitions  # noqa: E402
+from tests.test_kafka_faults import config, free_port, lag, scenario_events, transitions, windows_uncommitted  # noqa: E402
 
 STOPPED = re.compile(rb"consumed (\d+), processed (\d+), dead-lettered (\d+)")
 
@@ -81,16 +81,22 @@ def run(bootstrap: str, kills: int, seconds: float, tmp: Path) -> int:
     name = f"kill-{run_id}"
     cfg = config(tmp, name, bootstrap, topic)
     rng = random.Random(7)
-    mid_stream = 0
+    mid_stream = both = 0
+    text = cfg.read_text()
     for k in range(kills):
+        port = free_port()
+        cfg.write_text(text.replace("port = 0", f"port = {port}"))
         proc = start(cfg)
         time.sleep(rng.uniform(2.0, 7.0))
+        pending = windows_uncommitted(port)  # the model stage's decided, uncommitted windows, just before the kill
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         behind = lag(bootstrap, f"{name}-group", topic, 3)
         unproduced = producer.is_alive()
         mid_stream += behind > 0 or unproduced
-        print(f"kill {k + 1:2d} at {time.monotonic() - t0:6.1f}s: lag {behind}, producer still streaming: {unproduced}", flush=True)
+        both += (behind > 0 or unproduced) and pending > 0
+        print(f"kill {k + 1:2d} at {time.monotonic() - t0:6.1f}s: lag {behind}, producer still streaming: {unproduced}, "
+              f"model windows decided, uncommitted {pending:.0f}", flush=True)
     producer.join()
     proc = start(cfg, idle_exit=8)
     out, _ = proc.communicate(timeout=600)
@@ -109,7 +115,8 @@ def run(bootstrap: str, kills: int, seconds: float, tmp: Path) -> int:
     missing = len(set(want_alerts) - set(got_alerts)) + len(set(want_commands) - set(got_commands))
     extra = len(set(got_alerts) - set(want_alerts)) + len(set(got_commands) - set(want_commands))
     final_lag = lag(bootstrap, f"{name}-group", topic, 3)
-    print(f"\nkills: {kills} (all survived: the last instance restored and finished), {mid_stream} with input unprocessed")
+    print(f"\nkills: {kills} (all survived: the last instance restored and finished), {mid_stream} with input unprocessed, "
+          f"{both} of them with model-stage decisions uncommitted too")
     print(f"events produced: {total}; consumed {consumed} = processed {processed} + dead-lettered {dead}; "
           f"lost {total - processed - dead}; final lag {final_lag}")
     print(f"alert transitions: {len(got_alerts)} (reference {len(want_alerts)}), duplicates {dup_alerts}; "

@@ -45,11 +45,12 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer  # noqa: E402
 
 from stream.cli import tune_gc  # noqa: E402
+from stream.compiled import _native  # noqa: E402
 from stream.config import Config, KafkaConfig, MetricsConfig, ModelConfig  # noqa: E402
 from stream.consume import FETCH  # noqa: E402
-from stream.decode import Schema, TypedDecoder, _native  # noqa: E402
 from stream.engine import segment_key  # noqa: E402
 from stream.simulate import HOUR_MS, Scenario, simulate  # noqa: E402
+from stream.typed import Schema, TypedDecoder  # noqa: E402
 
 FEATURES = [f"f{j:02d}" for j in range(10)]
 DEFAULT_GC = gc.get_threshold()

@@ -97,15 +97,15 @@ def main() -> int:
             pub = Publisher(kafka, transactional_id=f"{name}-tx")
             pub.begin()
             service = Service(cfg)
-            for key, value in service.state_records(0, packed):
+            for key, value in service.series.state_records(0, packed):
                 pub.put_state(key, value)
             pub.commit([], None)
             before = rss_mb()
             t0 = time.perf_counter()
-            service._assigned([0])
+            service.series.assigned([0])
             restore_s = time.perf_counter() - t0
             grown = rss_mb() - before
-            assert len(service.partitions[0].engine.series_model) == args.series
+            assert len(service.series.partitions[0].task.series_model) == args.series
         print(f"| {weeks} | {raw_mb:.0f} | {packed_mb:.0f} | {packed_mb * 1024 / args.series:.1f} "
               f"| {snap_s:.1f} | {restore_s:.1f} | {grown:.0f} | {store_kb:.1f} |", flush=True)
         del service

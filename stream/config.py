@@ -87,6 +87,9 @@ class KafkaConfig(_Strict):
     state_topic: str = "driftline.state"
     # Internal: window reports from the series stage to the model stage (default GROUP_ID.verdicts).
     verdicts_topic: str | None = None
+    # Internal: per-model parameters every series task shares, decided by the model stage
+    # (compacted, keyed by model; default GROUP_ID.params).
+    params_topic: str | None = None
     # Static group membership: a restarted process with the same id gets its partitions back at
     # once instead of after the session timeout (set one per process, e.g. the pod name).
     instance_id: str | None = None
@@ -102,6 +105,10 @@ class KafkaConfig(_Strict):
     def verdicts(self) -> str:
         """The internal topic from the series stage to the model stage."""
         return self.verdicts_topic or f"{self.group_id}.verdicts"
+
+    def params(self) -> str:
+        """The internal topic from the model stage to every series task (broadcast)."""
+        return self.params_topic or f"{self.group_id}.params"
 
 
 def _check_dates(value: dict[str, str]) -> dict[str, str]:

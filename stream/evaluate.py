@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .baseline import Batch, SeriesStore
+from .baseline import Batch
 from .calendar import SlotKey
 from .detect import distribution_tests, mean_shift_tests, volume_tests
+from .store import SeriesStore
 
 TESTS = ("js_divergence", "mean_shift", "log_volume", "page_hinkley")
 Floats = npt.NDArray[np.float64]

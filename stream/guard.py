@@ -31,6 +31,7 @@ from .decode import Record
 from .engine import Output
 from .metrics import Metrics
 from .series.task import SeriesTask
+from .verdict import Params
 
 log = logging.getLogger("driftline.guard")
 
@@ -125,7 +126,7 @@ def isolate(engine: SeriesTask, records: Sequence[Record], copy: Callable[[], Se
 
         def copy() -> SeriesTask:
             e = loads(engine.config, blob, Metrics(), engine.clock, engine.budget_share, type(engine))
-            e.idle_after = engine.idle_after
+            e.idle_after, e.shared_edges = engine.idle_after, engine.shared_edges
             e.watermark._seen_at = dict(engine.watermark._seen_at)
             return e
 
@@ -195,8 +196,15 @@ def isolate(engine: SeriesTask, records: Sequence[Record], copy: Callable[[], Se
                   "trials in %.2fs:\n%s", len(bad), len(records), summary(cause), REASON, trials[0],
                   time.perf_counter() - t0, "".join(traceback.format_exception(cause)))
         out.extend(engine.reject([recs[i] for i in bad], REASON, [errors.get(i, summary(cause)) for i in bad]))
-        engine.metrics.engine_errors.inc(len(bad))
     return out
+
+
+def count_culprits(metrics: Metrics, out: Output) -> None:
+    """``driftline_engine_errors``, counted where the culprits' dead letters are emitted for good (in
+    the service: once their transaction commits; a rewound isolation finds them again)."""
+    n = sum(1 for d in out.dead_letters if d.reason == REASON)
+    if n:
+        metrics.engine_errors.inc(n)
 
 
 class Guard:
@@ -231,11 +239,38 @@ class Guard:
             self.failures += 1
             self._back()
             out = isolate(self.engine, batch)
+            count_culprits(self.engine.metrics, out)
             self._checkpoint()
             return out
         self._kept.append(batch)
         self._kept_bytes += _size(batch)
         if self._kept_bytes >= self.keep_bytes or time.perf_counter() - self._at >= self._cost / self.overhead:
+            self._checkpoint()
+        return out
+
+    def apply(self, params: Params) -> Output:
+        """The model stage's shared edges into the engine, and into a checkpoint at once, so that an
+        engine restored after a failure has them too. They make the engine count what waited for
+        them: when that raises, the culprit is in a batch kept since the checkpoint, so the engine
+        goes back to it, takes the edges, and each kept batch goes through ``isolate`` again: the
+        culprits' dead letters are what comes out (the rest of those batches' output was emitted)."""
+        out = Output()
+        try:
+            changed = self.engine.apply(params)
+        except BaseException as exc:
+            if not engine_error(exc):
+                raise
+            self.failures += 1
+            kept = list(self._kept)
+            self._kept.clear()  # to go through isolate below, not through _back
+            self._back()
+            self.engine.apply(params)
+            for batch in kept:
+                again = isolate(self.engine, batch)
+                out.dead_letters += [d for d in again.dead_letters if d.reason == REASON]
+            count_culprits(self.engine.metrics, out)
+            changed = True
+        if changed:
             self._checkpoint()
         return out
 
@@ -259,7 +294,7 @@ class Guard:
 
         e = self.engine
         restored = from_records(e.config, self._state, e.metrics, e.clock, e.budget_share, type(e))
-        restored.idle_after = e.idle_after
+        restored.idle_after, restored.shared_edges = e.idle_after, e.shared_edges
         restored.watermark._seen_at = dict(self._seen_at)
         for batch in self._kept:
             restored.process(batch)

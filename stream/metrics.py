@@ -50,6 +50,14 @@ class Metrics:
             "driftline_late_reports", "Window reports the model stage got after deciding their window without them "
             "(a partition that had idled)", registry=r
         )
+        self.windows_pending = Gauge(
+            "driftline_model_windows_pending", "Model windows reported by some input partitions and waiting for the "
+            "others to pass them before they are decided", registry=r
+        )
+        self.windows_uncommitted = Gauge(
+            "driftline_model_windows_uncommitted", "Model windows decided since the last commit: their alerts "
+            "and commands are in the transaction under way", registry=r
+        )
         self.restore_bytes = Gauge(
             "driftline_state_restore_bytes", "State bytes the last partition assignment read from the state topic", registry=r
         )

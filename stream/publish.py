@@ -36,7 +36,9 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 1, timeout: float = 30.0) 
     # The series stage's window reports for the model stage: one partition (one model task), kept a
     # week (read within seconds; the rest is for looking back).
     internal = {cfg.verdicts():
-                {"retention.ms": str(7 * 86_400_000), "max.message.bytes": str(STATE_MAX_BYTES)}}
+                {"retention.ms": str(7 * 86_400_000), "max.message.bytes": str(STATE_MAX_BYTES)},
+                # The model stage's shared parameters, one record per model, read by every series task.
+                cfg.params(): compacted}
     new = [
         NewTopic(name, num_partitions=partitions, replication_factor=-1, config=conf)
         for name, conf in wanted.items()

@@ -15,8 +15,9 @@ import orjson
 
 from .config import Config
 from .contract import Alert
-from .decode import LineBatch, LineBlock, Record, line_end, plain_line_count
+from .decode import Record
 from .engine import Output, segment_key
+from .lines import LineBatch, LineBlock, line_end, plain_line_count
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .publish import alert_bytes, command_bytes

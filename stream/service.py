@@ -1,11 +1,11 @@
 """The long-running service (``driftline run``): composition root of the Kafka edges and the two stages.
 
-The series stage lives per input partition: one series task per assigned partition (input is keyed
-by model|segment, so a series always lands on the same partition), restored from the compacted
-state topic when the partition is assigned, on this process or another one after a rebalance. Its
-window reports and progress marks go to the internal verdicts topic. The model stage is one task,
-run by whichever process holds the verdicts topic's partition (``model/edge.py``): it decides each
-model window once every input partition has passed it, and publishes alerts and commands.
+The series stage lives per input partition (``series/edge.py``): one series task per assigned
+partition, restored from the compacted state topic when the partition is assigned, on this process
+or another one after a rebalance. Its window reports and progress marks go to the internal verdicts
+topic. The model stage is one task, run by whichever process holds the verdicts topic's partition
+(``model/edge.py``): it decides each model window once every input partition has passed it, and
+publishes alerts and commands. This module runs the loop and the transactions that join them.
 
 Exactly-once: outputs are buffered and written in one Kafka transaction together with the
 snapshots of the tasks that changed and the consumed offsets, in this order:
@@ -21,7 +21,6 @@ before partitions are revoked, and at shutdown.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 import signal
@@ -32,23 +31,20 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from .alertmanager import AlertmanagerSink
 from .config import Config
-from .consume import BatchConsumer, MessageRun
+from .consume import BatchConsumer
 from .contract import Alert
-from .decode import native_status
 from .engine import Output
-from .guard import EngineFailure, engine_error, isolate, summary
+from .guard import count_culprits
 from .http import StatusServer
 from .metrics import Metrics
 from .model.edge import ModelSide
 from .publish import ProducerStuck, Publisher, ensure_topics
-from .series.task import SeriesTask
-from .state import StateError, compress, decompress, from_chunks, from_records, records, to_chunks
-from .topics import TopicIncomplete, read_topic
-from .verdict import Mark, encode
+from .series.edge import SeriesSide
+from .typed import native_status
 
 log = logging.getLogger("driftline.service")
 RECENT_ALERTS = 500  # alerts kept for the /alerts pages
@@ -65,21 +61,6 @@ class RunSummary:
     seconds: float
 
 
-HEARTBEAT = 5.0  # seconds between progress marks of a partition whose watermark stands still
-
-
-@dataclass
-class _Partition:
-    engine: SeriesTask
-    # The state records as of the last committed transaction (compressed, by name): what the
-    # state topic holds for this partition, kept to rewind to without reading it back.
-    committed_state: dict[str, bytes] | None = None
-    offset: int = OFFSET_BEGINNING  # the input offset committed with it
-    dirty: bool = False
-    marked: Mark | None = None  # the last progress mark sent
-    marked_at: float = float("-inf")
-
-
 class Service:
     def __init__(
         self,
@@ -93,7 +74,6 @@ class Service:
         self.clock = clock
         # Seconds between transactions (the latency of alerts, and the work redone after a crash).
         self.commit_interval = commit_interval if commit_interval is not None else config.kafka.commit_interval / 1000
-        self.partitions: dict[int, _Partition] = {}
         self.buffer = Output()
         self.stopping = threading.Event()
         self.alerts = 0
@@ -101,18 +81,13 @@ class Service:
         self.recent_alerts: OrderedDict[str, Alert] = OrderedDict()  # last published, for /alerts
         self._pages_lock = threading.Lock()  # the HTTP thread reads what the loop writes
         self.alertmanager: AlertmanagerSink | None = None
-        # Counts (consumed, processed, dead-lettered, windows closed) of partitions that left this
-        # process. A partition that comes back restores its counts with its state, so its entry goes.
-        self.gone: dict[int, list[int]] = {}
         self.last_turn = time.monotonic()
         self.running = False
         self.stall_after = 120.0
-        self.restore_seconds = 0.0
         # A state restore reads to the state topic's end offsets; it fails (and the process stops)
         # only after this long without progress: longer than a dead producer's open transaction
         # holds read_committed readers (transaction.timeout.ms, 60 s by default).
-        self.restore_stall = 120.0
-        self.input_partitions = 1
+        self.series = SeriesSide(config, self.metrics, clock, restore_stall=120.0)
         # One per process, kept across producer replacements so that a new producer fences the old.
         self.transactional_id = f"{config.kafka.group_id}-{uuid.uuid4().hex[:12]}"
         self.snapshot_seconds = 0.0  # what the last transaction's snapshots took
@@ -121,10 +96,7 @@ class Service:
         self.max_failed_transactions = 20
         self._consumer: BatchConsumer | None = None
         self._publisher: Publisher | None = None
-        # Offsets (first, last) per partition of a batch that made the engine raise: isolated when read again.
-        self.suspects: dict[int, tuple[int, int]] = {}
         self.model: ModelSide | None = None
-        self.verdicts_out: list[tuple[bytes | None, bytes]] = []  # reports and marks for the model stage
         self.idle_after = 30.0  # seconds without progress before a partition no longer holds the model stage
 
     # ----------------------------------------------------------------- process manager hooks
@@ -169,9 +141,9 @@ class Service:
             return False, "shutting down"
         if not self.running:
             return False, "not consuming yet"
-        if not self.partitions:
+        if not self.series.partitions:
             return False, "no partitions assigned"
-        return True, f"consuming {len(self.partitions)} partitions"
+        return True, f"consuming {len(self.series.partitions)} partitions"
 
     # ----------------------------------------------------------------- main loop
     def run(self, idle_exit: float | None = None, on_batch: Callable[[RunSummary], None] | None = None) -> RunSummary:
@@ -196,10 +168,17 @@ class Service:
         try:
             while not self.stopping.is_set():
                 self.last_turn = polled = time.monotonic()
+                back = self.series.read_params()
+                if back:  # every partition with work since the commit goes back with them (the buffer goes)
+                    self._rewind(sorted(set(back) | set(self.series.dirty())))
                 records = consumer.batch()
-                idle = 0.0 if records or not self.partitions else idle + time.monotonic() - polled
+                idle = 0.0 if records or not self.series.partitions else idle + time.monotonic() - polled
                 t0 = time.perf_counter()
-                self._process(records, consumer.caught_up())
+                failed = self.series.process(records, consumer.caught_up(), self.buffer)
+                if failed is not None:
+                    self._rewind(failed.whole)
+                    self.series.seek_back(failed.seek)
+                self.series.hold_back()
                 self._decide()
                 for p, lag in consumer.lag.items():
                     self.metrics.consumer_lag.labels(str(p)).set(lag)
@@ -220,50 +199,10 @@ class Service:
             if self.model is not None:  # first: handing it over commits through the input consumer
                 self.model.close()
             consumer.close()
+            self.series.close()
             if self.alertmanager is not None:
                 self.alertmanager.close()
         return self.summary(started)
-
-    def _process(self, by_partition: dict[int, MessageRun], caught_up: list[int]) -> None:
-        for p in caught_up:
-            part = self.partitions.get(p)
-            if part is not None:
-                part.engine.watermark.caught_up(p)
-        for p, part in self.partitions.items():
-            recs = by_partition.get(p)
-            if recs and self._is_suspect(p, recs):
-                try:
-                    out = isolate(part.engine, recs)
-                except EngineFailure:
-                    log.critical("partition %d: the engine fails and no few records are to blame: stopping "
-                                 "(nothing of it was committed)", p)
-                    raise
-            elif recs:
-                try:
-                    out = part.engine.process(recs)
-                except BaseException as exc:
-                    if not engine_error(exc):
-                        raise
-                    self._engine_failed(p, recs, exc, by_partition)  # a batch never stops the service
-                    return
-            else:
-                out = part.engine.tick()
-            if recs or out.reports:
-                part.dirty = True
-            for r in out.reports:
-                self.verdicts_out.append((r.model.encode(), encode(p, r)))
-            out.reports = []
-            self.buffer.extend(out)
-            self._mark(p, part, p in caught_up and not recs)
-
-    def _mark(self, p: int, part: _Partition, caught_up: bool) -> None:
-        """A progress mark after the partition's reports: when its watermark moved, or as a heartbeat."""
-        wm = part.engine.watermark.last
-        mark = Mark(wm, caught_up and wm is None)  # no event (maybe only bad records), nothing left to read
-        now = time.monotonic()
-        if mark != part.marked or now - part.marked_at >= HEARTBEAT:
-            self.verdicts_out.append((None, encode(p, mark)))
-            part.marked, part.marked_at = mark, now
 
     def _decide(self) -> None:
         """The model stage, where it runs: what became due, decided, into the buffer."""
@@ -277,73 +216,45 @@ class Service:
         for c in out.commands:
             log.warning("command %s %s (%s)", c.action, c.model, c.command_id)
 
-    def _is_suspect(self, p: int, recs: MessageRun) -> bool:
-        """Whether this batch holds offsets of one that made the engine raise (then it goes through
-        ``isolate``, which finds the culprits); the mark goes once the batch reaches its end."""
-        span = self.suspects.get(p)
-        if span is None:
-            return False
-        first, last = recs[0].offset, recs[len(recs) - 1].offset
-        if first > span[1] or last < span[0]:
-            return False
-        if last >= span[1]:
-            del self.suspects[p]
-        return True
-
-    def _engine_failed(self, p: int, recs: MessageRun, exc: BaseException, by_partition: dict[int, MessageRun]) -> None:
-        """A batch made partition ``p``'s engine raise, half-way through: its state cannot be trusted.
-        Every partition with work since the last commit goes back to it (engine and offsets, as after
-        a failed transaction), and the batch's offsets are marked, so that when they come again they
-        go through ``isolate`` on an engine that is whole: its culprits are dead-lettered, the rest
-        is processed once."""
-        first, last = recs[0].offset, recs[len(recs) - 1].offset
-        self.suspects[p] = (first, last)
-        self.metrics.batches_failed.inc()
-        log.error("partition %d: a batch (offsets %d..%d) made the engine raise (%s); rewinding to the last "
-                  "commit to find the records responsible", p, first, last, summary(exc))
-        back = [q for q, part in self.partitions.items() if part.dirty or q == p]
-        self._rewind(back)
-        self._rewind_offsets([q for q in by_partition if q not in back and q in self.partitions])
-
     # ----------------------------------------------------------------- transactions
     def _commit(self) -> None:
         """One transaction: outputs, then changed snapshots, then offsets (see the module docstring)."""
         consumer, publisher = self._consumer, self._publisher
         if consumer is None or publisher is None:
             return
-        dirty = {p: part for p, part in self.partitions.items() if part.dirty}
+        series = self.series
+        dirty = series.dirty()
         model = self.model if self.model is not None and self.model.dirty else None
         if not dirty and model is None and not (self.buffer.alerts or self.buffer.commands or self.buffer.dead_letters
-                                                or self.verdicts_out):
+                                                or series.verdicts_out):
             return
         t0 = time.perf_counter()
-        # Only the records that changed: a transaction in live traffic touches one or two calendar
-        # slots, so it writes those columns and the meta, not the whole state.
-        snapshots = {p: {name: compress(rec) for name, rec in records(part.engine).items()}
-                     for p, part in dirty.items()}
+        snapshots = series.snapshots(dirty)
         model_state = model.state_records() if model is not None else []
         self.snapshot_seconds = time.perf_counter() - t0
         verdicts = self.config.kafka.verdicts()
         try:
             publisher.begin()
             publisher.publish(self.buffer.alerts, self.buffer.commands, self.buffer.dead_letters)
-            for key, value in self.verdicts_out:
+            for key, value in series.verdicts_out:
                 publisher.put(verdicts, key, value)
+            for prm in self.buffer.params:
+                publisher.put(self.config.kafka.params(), prm.model.encode(), prm.encode())
             for p, recs in snapshots.items():
-                for key, value in self.state_records(p, recs):
+                for key, value in series.state_records(p, recs):
                     publisher.put_state(key, value)
             for key, value in model_state:
                 publisher.put_state(key, value)
-            positions = [tp for tp in consumer.consumer.position(
-                [TopicPartition(self.config.kafka.input_topic, p) for p in dirty]) if tp.offset >= 0]
+            positions = series.positions(dirty)
             model_offsets = model.offsets() if model is not None else []
             publisher.commit(positions, consumer.consumer.consumer_group_metadata(),
                              more=((model_offsets, model.group_metadata()),) if model is not None else ())
         except (KafkaException, ProducerStuck) as exc:
-            self._failed_transaction(exc, list(dirty))
+            self._failed_transaction(exc, dirty)
             return
         self.failed_transactions = 0
-        self.verdicts_out = []
+        count_culprits(self.metrics, self.buffer)
+        series.committed_now(snapshots, positions)
         if model is not None:
             model.committed_now(model_offsets, with_state=True)
         self.alerts += len(self.buffer.alerts)
@@ -357,12 +268,6 @@ class Service:
                 self.recent_alerts.popitem(last=False)
         self.commands += len(self.buffer.commands)
         self.buffer = Output()
-        for p, part in dirty.items():
-            part.committed_state = {**(part.committed_state or {}), **snapshots[p]}
-            part.dirty = False
-        for tp in positions:
-            if tp.partition in self.partitions:
-                self.partitions[tp.partition].offset = tp.offset
 
     def _interval(self) -> float:
         """Seconds between transactions: ``commit_interval``, stretched so that snapshotting the state
@@ -390,7 +295,7 @@ class Service:
             self._reconnect = isinstance(exc, ProducerStuck)
             log.warning("producer unusable (%s): new producer, rewinding to the last committed state", exc)
             self._new_publisher()
-            self._rewind(list(self.partitions))
+            self._rewind(list(self.series.partitions))
             return
         log.warning("transaction failed (%s): aborting and rewinding to the last committed state", exc)
         assert self._publisher is not None
@@ -399,7 +304,7 @@ class Service:
         except (KafkaException, ProducerStuck) as abort_exc:
             log.warning("abort failed too (%s): new producer", abort_exc)
             self._new_publisher()
-            dirty = list(self.partitions)
+            dirty = list(self.series.partitions)
         self._rewind(dirty)
 
     def _new_consumer(self) -> BatchConsumer:
@@ -413,8 +318,7 @@ class Service:
                 old.close()  # revokes: the partitions' committed state is what is left
             except KafkaException as exc:
                 log.warning("closing the old consumer: %s", exc)
-        for p in list(self.partitions):
-            self.gone[p] = _counts(self.partitions.pop(p).engine)
+        self.series.drop_all()
         self._drop_uncommitted()
         if self.model is not None:
             try:
@@ -427,7 +331,10 @@ class Service:
         return self._consumer
 
     def _make_consumer(self) -> BatchConsumer:
-        return BatchConsumer(self.config.kafka, on_revoke=self._revoked, on_assign=self._assigned, on_lost=self._lost)
+        consumer = BatchConsumer(self.config.kafka, on_revoke=self._revoked, on_assign=self.series.assigned,
+                                 on_lost=self._lost)
+        self.series.consumer = consumer
+        return consumer
 
     def _new_publisher(self) -> None:
         cfg = self.config.kafka
@@ -437,126 +344,29 @@ class Service:
         self._publisher = Publisher(cfg, transactional_id=self.transactional_id)
 
     def _rewind(self, partitions: list[int]) -> None:
-        """After an aborted transaction: engines back to their committed snapshots, consumer to committed offsets."""
-        assert self._consumer is not None
+        """After an aborted transaction: the buffer, the model stage and these partitions back to the last commit."""
         self._drop_uncommitted()
-        for p in partitions:
-            part = self.partitions[p]
-            part.engine = self._engine_from(part.committed_state)
-            part.dirty = False
-        self._rewind_offsets(partitions)
+        self.series.rewind(partitions)
 
     def _drop_uncommitted(self) -> None:
         """The buffer goes: what it held is redone from the last commit, by the model stage too."""
         self.buffer = Output()
-        self.verdicts_out = []
+        self.series.verdicts_out = []
         if self.model is not None and self.model.dirty:
             self.model.rewind()
 
-    def _rewind_offsets(self, partitions: list[int]) -> None:
-        """Seek to the offsets of the last committed transaction, which this process remembers.
-
-        Remembering them (rather than asking the group coordinator) keeps the rewind working while
-        the coordinator is away, e.g. during a broker restart. A seek that fails would leave the
-        engine and the consumer position out of step, so it raises.
-        """
-        assert self._consumer is not None
-        topic = self.config.kafka.input_topic
-        for p in partitions:
-            part = self.partitions.get(p)
-            if part is None:
-                continue
-            self._consumer.consumer.seek(TopicPartition(topic, p, part.offset))
-
-    # ----------------------------------------------------------------- partitions and their state
-    def _state_key(self, partition: int) -> bytes:
-        k = self.config.kafka
-        return f"{k.group_id}|{k.input_topic}|{partition}".encode()
-
-    def state_records(self, partition: int, recs: dict[str, bytes]) -> list[tuple[bytes, bytes]]:
-        """(key, value) of a partition's compressed state records on the state topic: the key is
-        the partition's, ``/``, the record's name, ``#`` and the chunk's index."""
-        base = self._state_key(partition) + b"/"
-        return [(base + name.encode() + b"#%d" % i, chunk)
-                for name, blob in recs.items() for i, chunk in enumerate(to_chunks(blob))]
-
-    def _engine_from(self, recs: dict[str, bytes] | None) -> SeriesTask:
-        share = 1.0 / max(self.input_partitions, 1)
-        if recs:
-            try:
-                return from_records(self.config, {n: decompress(v) for n, v in recs.items()}, self.metrics,
-                                    self.clock, share, SeriesTask)
-            except StateError as exc:
-                log.error("state snapshot unusable (%s): starting this partition from scratch", exc)
-        return SeriesTask(self.config, self.metrics, clock=self.clock, budget_share=share)
-
-    def _assigned(self, partitions: list[int]) -> None:
-        t0 = time.perf_counter()
-        if self._consumer is not None:
-            md = self._consumer.consumer.list_topics(self.config.kafka.input_topic, timeout=30)
-            topic = md.topics.get(self.config.kafka.input_topic)
-            self.input_partitions = len(topic.partitions) if topic is not None and topic.partitions else 1
-        wanted = {self._state_key(p) + b"/": p for p in partitions}
-        chunks: dict[int, dict[str, dict[int, bytes]]] = {}
-        try:
-            state = read_topic(self.config.kafka.bootstrap_servers, self.config.kafka.state_topic, timeout=60,
-                               stall=self.restore_stall, consumer_config=dict(self.config.kafka.client))
-        except TopicIncomplete as exc:
-            # Carrying on with part of a state would double or lose what the rest holds: stop instead.
-            log.critical("cannot restore the state of partitions %s: %s. Stopping; a restart retries", partitions, exc)
-            raise
-        size = 0
-        for key, value in state:  # type: ignore[misc]
-            # Keys are the partition's key (which may itself hold "/"), "/", the record's name, "#", the chunk.
-            prefix = next((b for b in wanted if (key or b"").startswith(b)), None)
-            if prefix is None:
-                continue
-            p = wanted[prefix]
-            name, _, index = (key or b"")[len(prefix):].rpartition(b"#")
-            size += len(value)
-            if index.isdigit():
-                chunks.setdefault(p, {}).setdefault(name.decode(errors="replace"), {})[int(index)] = value
-        found: dict[int, dict[str, bytes]] = {}
-        for p, by_name in chunks.items():
-            recs = {name: from_chunks(c) for name, c in by_name.items()}
-            broken = sorted(name for name, blob in recs.items() if blob is None)
-            if broken:
-                log.error("state of partition %d has incomplete or mixed records %s: starting it from scratch", p, broken[:5])
-            else:
-                found[p] = {name: blob for name, blob in recs.items() if blob is not None}
-        offsets = {p: OFFSET_BEGINNING for p in partitions}  # no committed offset: the earliest, as auto.offset.reset
-        if self._consumer is not None:
-            tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]
-            for tp in self._consumer.consumer.committed(tps, timeout=60):
-                if tp.offset >= 0:
-                    offsets[tp.partition] = tp.offset
-        for p in partitions:
-            self.gone.pop(p, None)
-            engine = self._engine_from(found.get(p))
-            engine.watermark.assign(p, self.clock())
-            self.partitions[p] = _Partition(engine, found.get(p), offsets[p])
-        self.restore_seconds = time.perf_counter() - t0
-        self.metrics.restore_seconds.set(self.restore_seconds)
-        self.metrics.restore_bytes.set(size)
-        log.info("assigned partitions %s (%d restored from state, %d bytes, in %.2fs)", partitions, len(found), size,
-                 self.restore_seconds)
-
+    # ----------------------------------------------------------------- hand-overs
     def _revoked(self, partitions: list[int]) -> None:
         # Hand the partitions over with everything done so far committed.
         try:
             self._commit()
         except KafkaException as exc:
             log.error("commit before revocation failed: %s", exc)
-        for p in partitions:
-            part = self.partitions.pop(p, None)
-            if part is not None:
-                self.gone[p] = _counts(part.engine)
-            with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(str(p))
+        self.series.revoked(partitions)
 
     def _make_model(self) -> ModelSide:
-        return ModelSide(self.config, self.metrics, self.clock, lambda: self.input_partitions, self.idle_after,
-                         self.restore_stall, on_revoke=self._model_revoked, on_lost=self._model_lost)
+        return ModelSide(self.config, self.metrics, self.clock, lambda: self.series.input_partitions, self.idle_after,
+                         self.series.restore_stall, on_revoke=self._model_revoked, on_lost=self._model_lost)
 
     def _model_revoked(self) -> None:
         """The model stage moves to another process: hand it over with everything done committed."""
@@ -589,19 +399,10 @@ class Service:
                 log.warning("abort after losing partitions failed (%s): new producer", exc)
                 self._new_publisher()
         self._drop_uncommitted()
-        for p in partitions:
-            self.partitions.pop(p, None)
-        for part in self.partitions.values():
-            if part.dirty:  # outputs of the kept partitions were in the aborted transaction too
-                part.engine = self._engine_from(part.committed_state)
-                part.dirty = False
-        if self.partitions and self._consumer is not None:
-            self._rewind_offsets(list(self.partitions))
+        self.series.lost(partitions)
 
     def summary(self, started: float) -> RunSummary:
-        totals = [sum(c) for c in zip([0, 0, 0, 0], *self.gone.values(), strict=False)]
-        for part in self.partitions.values():
-            totals = [a + b for a, b in zip(totals, _counts(part.engine), strict=True)]
+        totals = self.series.totals()
         return RunSummary(
             consumed=totals[0],
             processed=totals[1],
@@ -612,7 +413,3 @@ class Service:
             seconds=time.monotonic() - started,
         )
 
-
-def _counts(engine: SeriesTask) -> list[int]:
-    s = engine.stats
-    return [s.consumed, s.processed, s.dead_lettered, s.windows_closed]

@@ -53,16 +53,34 @@ class NumericSpec:
         self._seen_n = 0
         self._range: tuple[float, float] | None = None  # of ``clip``, from the edges when first asked
 
-    def observe(self, values: FloatArray) -> None:
+    def observe(self, values: FloatArray, freeze: bool = True) -> None:
         """Keep early values until there are enough to place the edges: exactly the first
-        ``learn_from``, so the edges do not depend on how the stream was cut into batches."""
+        ``learn_from``, so the edges do not depend on how the stream was cut into batches. Without
+        ``freeze`` the values are only kept (the edges will come from elsewhere: ``freeze_at``)."""
         if self.frozen:
             return
         values = values[: self.learn_from - self._seen_n]
         self._seen.append(values)
         self._seen_n += len(values)
-        if self._seen_n >= self.learn_from:
+        if self._seen_n >= self.learn_from and freeze:
             self.learn(np.concatenate(self._seen))
+
+    @property
+    def sample(self) -> FloatArray:
+        """The values kept so far for learning the edges."""
+        return np.concatenate(self._seen) if self._seen else np.empty(0)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the sample is complete (``learn_from`` values)."""
+        return self._seen_n >= self.learn_from
+
+    def freeze_at(self, edges: Sequence[float]) -> None:
+        """Freeze at edges decided elsewhere (the model stage's, shared by every partition)."""
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.frozen = True
+        self._seen = []
+        self._range = None
 
     def learn(self, values: FloatArray | None = None) -> None:
         """Freeze the edges at the quantiles of ``values`` (or of what was observed)."""

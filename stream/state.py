@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from .baseline import SeriesStore, array_in, array_out
+from . import store_records
 from .config import Config
 from .decide import AlertState
 from .dedupe import Sent
@@ -36,6 +36,7 @@ from .model.state import task_in, task_out
 from .model.task import ModelTask
 from .series.task import SeriesTask
 from .sketch import CategoricalSpec, NumericSpec, Spec
+from .store_records import array_in, array_out
 from .window import WindowSums
 
 VERSION = 2
@@ -138,7 +139,11 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "pending": [[s.tolist(), w.tolist(), v.tolist()] for s, w, v in m.pending],
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
         "learn_until": m.learn_until,
-        "store": m.store.meta(parts),
+        "shared_edges": m.shared_edges,
+        "proposed": m.proposed,
+        "held": [[ws, sids] for ws, sids in m.held.items()],
+        "shadow_pending": [[s.tolist(), w.tolist(), v.tolist(), list(ver)] for s, w, v, ver in m.shadow_pending],
+        "store": store_records.meta(m.store, parts),
         "shadow": m.shadow.snapshot() if m.shadow is not None else None,
     }
 
@@ -167,7 +172,17 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64)) for s, w, v in d["pending"]]
     m.seen = {ws: set(ids) for ws, ids in d["seen"]}
     m.learn_until = d["learn_until"]
-    m.store = SeriesStore.from_meta(d["store"], parts)
+    shared = d.get("shared_edges")
+    m.shared_edges = None if shared is None else [float(x) for x in shared]
+    m.proposed = bool(d.get("proposed", False))
+    m.held = {int(ws): [int(s) for s in sids] for ws, sids in d.get("held", [])}
+    m.shadow_pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64),
+                         [str(x) for x in ver]) for s, w, v, ver in d.get("shadow_pending", [])]
+    if any(not (len(s) == len(w) == len(v) == len(ver)) for s, w, v, ver in m.shadow_pending):
+        raise ValueError("pending challenger events disagree in length")
+    if not set(s for sids in m.held.values() for s in sids) <= set(m.sids):
+        raise ValueError("held windows name series the model does not have")
+    m.store = store_records.from_meta(d["store"], parts)
     _open_in(m, d["open"], parts)
     _check_shapes(m)
     if m.shadow is not None and d.get("shadow"):
@@ -280,10 +295,10 @@ def records(engine: SeriesTask, changed_only: bool = True) -> dict[str, bytes]:
         cols, pcols = m.store.changes(everything=not changed_only)
         for c in cols:
             parts = []
-            out[f"{name}/c/{c}"] = _pack({"gen": m.store.gen, "model": name, **m.store.column(c, parts)}, parts)
+            out[f"{name}/c/{c}"] = _pack({"gen": m.store.gen, "model": name, **store_records.column(m.store, c, parts)}, parts)
         for c in pcols:
             parts = []
-            out[f"{name}/p/{c}"] = _pack({"gen": m.store.gen, "model": name, **m.store.points(c, parts)}, parts)
+            out[f"{name}/p/{c}"] = _pack({"gen": m.store.gen, "model": name, **store_records.points(m.store, c, parts)}, parts)
         if changed_only:
             m.store.clean()
     return out
@@ -311,9 +326,9 @@ def from_records(
             if m is None or h.get("gen") != m.store.gen:
                 continue  # an older store's column, or a model no longer configured
             if "col" in h:
-                m.store.set_column(h, p)
+                store_records.set_column(m.store, h, p)
             else:
-                m.store.set_points(h, p)
+                store_records.set_points(m.store, h, p)
         return engine
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"state cannot be restored: {exc!r}") from None

@@ -130,25 +130,67 @@ def report_in(d: dict[str, Any]) -> WindowReport:
     )
 
 
-def encode(partition: int, item: WindowReport | Mark) -> bytes:
-    """One message of the internal topic: a window report, or a progress mark, of an input partition."""
+def encode(partition: int, item: WindowReport | Mark | Proposal) -> bytes:
+    """One message of the internal topic: a window report, a progress mark or a proposal of bin
+    edges, of an input partition."""
     if isinstance(item, Mark):
-        return orjson.dumps({"partition": partition, "mark": item.watermark, "empty": item.empty})
+        return orjson.dumps({"partition": partition, "mark": item.watermark, "empty": item.empty, "held": item.held})
+    if isinstance(item, Proposal):
+        return orjson.dumps({"partition": partition, "proposal": [item.model, item.learn_until, item.values]})
     return orjson.dumps({"partition": partition, "report": report_out(item)})
 
 
-def decode(raw: bytes) -> tuple[int, WindowReport | Mark]:
+def decode(raw: bytes) -> tuple[int, WindowReport | Mark | Proposal]:
     d = orjson.loads(raw)
     if "report" in d:
         return int(d["partition"]), report_in(d["report"])
-    return int(d["partition"]), Mark(d["mark"], bool(d.get("empty", False)))
+    if "proposal" in d:
+        model, until, values = d["proposal"]
+        return int(d["partition"]), Proposal(str(model), int(until), [float(v) for v in values])
+    held = d.get("held")
+    return int(d["partition"]), Mark(d["mark"], bool(d.get("empty", False)), None if held is None else int(held))
 
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """A series task's progress: every window of its partition that ends by ``watermark`` is reported.
+    """A series task's progress: its partition's watermark, and whether every window of it that
+    ends by then is reported. ``held``: the end of the first window that is due but held back
+    (its model waits for its shared bin edges), so only windows ending before it are all reported.
     ``empty``: the partition has had no valid event and nothing is left to read in it (no window of
     it is open: nothing to wait for)."""
 
     watermark: int | None
     empty: bool = False
+    held: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A series task's sample for a model's numeric bin edges: its first values (at most the
+    spec's ``learn_from``) of events before ``learn_until``, the end of its first window plus the
+    allowed lateness. The model stage decides the edges from the proposals of the earliest
+    ``learn_until`` and broadcasts them (``Params``), so every partition bins alike."""
+
+    model: str
+    learn_until: int
+    values: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """What every series task of a model must share, decided once by the model stage: the numeric
+    prediction's bin edges. Broadcast on a compacted topic keyed by model."""
+
+    model: str
+    edges: list[float]
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"model": self.model, "edges": self.edges})
+
+    @staticmethod
+    def decode(raw: bytes) -> Params:
+        d = orjson.loads(raw)
+        edges = [float(x) for x in d["edges"]]
+        if not edges or not all(math.isfinite(x) for x in edges) or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            raise ValueError("shared bin edges must be finite and increasing")
+        return Params(str(d["model"]), edges)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.baseline import Baseline, SeriesStore, Window
+from stream.baseline import Baseline, Window
 from stream.detect import ResidualDetectors, distribution_test, js_divergence, mean_shift_test, volume_test
+from stream.store import SeriesStore
 
 KEY = ("how", 0, 9)
 

@@ -48,9 +48,9 @@ def test_a_state_that_cannot_be_read_to_its_end_stops_the_service_with_the_reaso
     create_topic(kafka_bootstrap, f"{name}.input", partitions=2)
     state_topic(kafka_bootstrap, name, records=40, size=200_000)
     service = Service(load_config(config(tmp_path, name, kafka_bootstrap, f"{name}.input")), commit_interval=0.5)
-    service.restore_stall = 0.0
+    service.series.restore_stall = 0.0
     t0 = time.monotonic()
     with pytest.raises(TopicIncomplete, match=r"no progress for 0s.*\(position, end\)"):
         service.run(idle_exit=60)
     assert time.monotonic() - t0 < 50  # it stopped at the restore, not on the idle exit
-    assert not service.partitions  # nothing was started from part of the state
+    assert not service.series.partitions  # nothing was started from part of the state

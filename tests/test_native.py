@@ -18,11 +18,13 @@ import msgspec
 import orjson
 import pytest
 
+from stream.compiled import _native
 from stream.config import Config, Defaults, ModelConfig
 from stream.contract import MAX_TS, MIN_TS
-from stream.decode import Record, Schema, TypedDecoder, _native
+from stream.decode import Record
 from stream.engine import Engine
 from stream.simulate import HOUR_MS, Drift, Scenario, simulate
+from stream.typed import Schema, TypedDecoder
 from tests.test_engine import END, _alerts, feed
 
 needs_native = pytest.mark.skipif(_native is None and not os.environ.get("CI"),

@@ -203,3 +203,102 @@ def test_a_silent_partition_holds_the_frontier_until_it_idles() -> None:
     f.report(1, WindowReport("m", 0, 10))  # late: decided on its own
     f.mark(1, 15, now=32.0)
     assert f.late == 1 and [(r.model, r.end) for r in f.due(now=32.0)] == [("m", 10)]
+
+
+def feed(pipeline: Pipeline, by: dict[int, list[bytes]], chunk: int = 2000) -> Output:
+    out, at = Output(), dict.fromkeys(by, 0)
+    while any(at[p] < len(by[p]) for p in by):
+        for p in by:
+            recs = [Record(r, None, "in", p, at[p] + i) for i, r in enumerate(by[p][at[p]:at[p] + chunk])]
+            at[p] += len(recs)
+            if recs:
+                out.extend(pipeline.process(recs))
+    return out
+
+
+def test_every_partition_bins_on_the_edges_the_model_stage_decided(drifting: list[tuple[int, bytes]]) -> None:
+    """Flink's broadcast state: each partition proposes its first values, the model stage decides
+    the edges once from all of them, and every series task bins on them, so histograms compare."""
+    cfg = models(["fraud"])
+    by = partitioned(drifting, 3)
+    pipeline = Pipeline(cfg, partitions=list(by))
+    out = feed(pipeline, by)
+    edges = {p: g.engine.models["fraud"].spec.edges.tolist() for p, g in pipeline.guards.items()}  # type: ignore[union-attr]
+    decided = pipeline.decisions.edges.decided["fraud"]
+    assert all(e == decided for e in edges.values()) and len(decided) > 10
+    # Each partition alone would have learned edges of its own, which is what sharing prevents.
+    alone = Engine(cfg)
+    alone.process([Record(r, None, "in", 0, i) for i, r in enumerate(by[0][:5000])])
+    assert alone.models["fraud"].spec.edges.tolist() != decided  # type: ignore[union-attr]
+    # The windows held for the edges were reported before the frontier passed them: none was late.
+    assert pipeline.frontier.late == 0 and out.dead_letters == []
+    assert pipeline.stats.windows_closed > 0
+
+
+def test_a_task_holds_its_windows_until_the_shared_edges_come() -> None:
+    """A series task of a stage proposes its sample and closes nothing until ``apply``; its mark
+    says which window it holds, and the held window is judged on the series it had when due."""
+    from stream.series.task import SeriesTask
+    from stream.verdict import Params
+
+    cfg = models(["fraud"])
+    sc = Scenario(weeks=1, end_ms=END, rate=40, segments=SEGS[:2])
+    raw = [r for _ts, r in keyed([sc])]
+    task = SeriesTask(cfg, shared_edges=True)
+    task.watermark.assign(0, 0.0)
+    out = task.process([Record(r, None, "in", 0, i) for i, r in enumerate(raw[:4000])])
+    assert len(out.proposals) == 1 and out.reports == []
+    prop = out.proposals[0]
+    first = orjson.loads(raw[0])["ts"] // HOUR_MS * HOUR_MS
+    assert prop.model == "fraud" and prop.learn_until == first + HOUR_MS + cfg.defaults.allowed_lateness
+    before = [e for e in map(orjson.loads, raw[:4000]) if e["ts"] < prop.learn_until]
+    assert prop.values == [float(e["prediction"]) for e in before]  # its first values, in stream order
+    held = task.held()
+    assert held == first + HOUR_MS
+    more = task.process([Record(r, None, "in", 0, 4000 + i) for i, r in enumerate(raw[4000:6000])])
+    assert more.proposals == [] and more.reports == []  # proposed once; still holding
+    task.apply(Params("fraud", [0.1, 0.2, 0.3]))
+    got = task.tick()
+    assert got.reports and got.reports[0].start == first and task.held() is None
+    assert task.models["fraud"].spec.edges.tolist() == [0.1, 0.2, 0.3]  # type: ignore[union-attr]
+
+
+def test_shared_edges_and_held_windows_survive_a_restart() -> None:
+    from stream.series.task import SeriesTask
+    from stream.state import dumps, loads
+
+    cfg = models(["fraud"])
+    raw = [r for _ts, r in keyed([Scenario(weeks=1, end_ms=END, rate=40, segments=SEGS[:2])])]
+    task = SeriesTask(cfg, shared_edges=True)
+    task.process([Record(r, None, "in", 0, i) for i, r in enumerate(raw[:4000])])
+    back = loads(cfg, dumps(task), cls=SeriesTask)
+    m, was = back.models["fraud"], task.models["fraud"]
+    assert m.proposed and m.held == was.held and m.held and m.shared_edges is None
+
+
+def test_a_partition_holding_windows_holds_the_frontier_below_them() -> None:
+    f = Frontier(partitions=2)
+    f.report(0, WindowReport("m", 0, 40))
+    f.report(0, WindowReport("m", 40, 80))
+    f.mark(0, 100)
+    f.mark(1, 100, held=80)  # partition 1 holds its window ending at 80 (waiting for shared edges)
+    assert f.progress() == 100 and f.value() == 79
+    assert [r.end for r in f.due()] == [40]
+    back = Frontier(partitions=2)
+    back.restore(f.snapshot(), now=0.0)
+    assert back.held == {1: 80}
+    f.report(1, WindowReport("m", 40, 80))
+    f.mark(1, 100)  # released: its held window was reported first
+    assert [r.end for r in f.due()] == [80] and f.late == 0
+
+
+def test_proposals_marks_and_params_travel_as_bytes() -> None:
+    from stream.verdict import Mark, Params, Proposal
+
+    for item in (Proposal("m", 123, [0.5, 1.5]), Mark(99, False, 80), Mark(None, True)):
+        assert decode(encode(3, item)) == (3, item)
+    prm = Params("m", [0.1, 0.2])
+    assert Params.decode(prm.encode()) == prm
+    for bad in (b'{"model":"m","edges":[0.2,0.1]}', b'{"model":"m","edges":[]}', b'{"model":"m","edges":[1e999]}'):
+        with pytest.raises(ValueError):
+            Params.decode(bad)

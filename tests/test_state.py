@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -100,6 +102,22 @@ def test_truncated_or_padded_arrays_fail_clearly() -> None:
     for bad in (blob[:-10], blob + b"\x00" * 8):
         with pytest.raises(StateError):
             loads(cfg, bad)
+
+
+def test_a_store_whose_shape_names_more_features_than_it_lists_is_refused() -> None:
+    """Found by the state fuzz target: a feature axis of 6 for 3 listed features restored, then
+    made the first fold raise. The shapes must add up at restore."""
+    cfg = Config(models={"fraud": ModelConfig(features=["amount", "tier", "f00"])})
+    raw = [orjson.dumps({"event_id": f"s{i}", "model": "fraud", "ts": END - 7200_000 + i * 1000, "prediction": 0.1,
+                         "features": {"amount": i, "tier": "gold", "f00": 0.5}}) for i in range(3000)]
+    engine = Engine(cfg)
+    run(engine, raw, 0)
+    blob = dumps(engine)
+    loads(cfg, blob)
+    bad, n = re.subn(rb'("fsize":\[0,0,0\],"shape":\[\d+,)3,', rb"\g<1>6,", blob)
+    assert n == 1
+    with pytest.raises(StateError, match="feature shapes"):
+        loads(cfg, bad)
 
 
 def test_restore_under_a_config_with_other_features_keeps_going() -> None:

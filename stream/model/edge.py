@@ -23,7 +23,7 @@ from ..metrics import Metrics
 from ..series.tables import Output
 from ..state import compress, decompress, from_chunks, to_chunks
 from ..topics import read_topic
-from ..verdict import Mark, decode
+from ..verdict import Mark, Proposal, decode
 from .frontier import Frontier
 from .state import dumps, loads
 from .task import ModelTask
@@ -59,6 +59,7 @@ class ModelSide:
         self.committed: bytes | None = None  # the state as of the last committed transaction
         self.offset = OFFSET_BEGINNING  # the verdicts offset committed with it
         self.dirty = False
+        self.uncommitted = 0  # windows decided since the last commit
         self._written: bytes | None = None  # the state records of the transaction under way
 
     # ----------------------------------------------------------------- the loop's calls
@@ -78,16 +79,26 @@ class ModelSide:
                 continue
             partition, item = decode(msg.value() or b"")
             if isinstance(item, Mark):
-                self.frontier.mark(partition, item.watermark, now, item.empty)
+                self.frontier.mark(partition, item.watermark, now, item.empty, item.held)
+            elif isinstance(item, Proposal):
+                self.task.edges.propose(partition, item)
             else:
                 self.frontier.report(partition, item)
             self.dirty = True
         self.frontier.resize(self.input_partitions(), now)
+        params = self.task.edges.due(self.frontier.progress(now))
+        if params:  # for every series task, on the params topic
+            log.info("decided shared bin edges of %s", ", ".join(prm.model for prm in params))
+            out.params += params
+            self.dirty = True
         due = self.frontier.due(now)
         if due:
             self.task.act(due, out)
             self.dirty = True
+            self.uncommitted += len(due)
+            self.metrics.windows_uncommitted.set(self.uncommitted)
         self.metrics.late_reports.set(self.frontier.late)
+        self.metrics.windows_pending.set(len(self.frontier.pending))
 
     def state_records(self) -> list[tuple[bytes, bytes]]:
         assert self.task is not None and self.frontier is not None
@@ -110,6 +121,8 @@ class ModelSide:
         for tp in offsets:
             self.offset = tp.offset
         self.dirty = False
+        self.uncommitted = 0
+        self.metrics.windows_uncommitted.set(0)
 
     def rewind(self) -> None:
         """Back to the last committed state and offset (an aborted transaction)."""
@@ -118,6 +131,8 @@ class ModelSide:
         self._start(self.committed)
         self.consumer.seek(TopicPartition(self.topic, 0, self.offset))
         self.dirty = False
+        self.uncommitted = 0
+        self.metrics.windows_uncommitted.set(0)
 
     def close(self) -> None:
         self.consumer.close()

@@ -8,7 +8,9 @@ partitions interleave. A partition whose mark has not moved for ``idle_after`` s
 (processing time; never without a clock) stops holding the frontier back, so a silent partition
 cannot hold a model forever (progress counts, not messages: a heartbeat that moves nothing does not
 keep a partition from idling); its reports of windows already decided are decided on their own
-when they come, and counted as late.
+when they come, and counted as late. A partition that holds due windows back (their model waits
+for its shared bin edges) holds the frontier below the first of them, but its watermark still
+counts as ``progress``, which is what deciding those edges waits for.
 
 >>> f = Frontier(partitions=2)
 >>> f.report(0, WindowReport("m", 0, 10)); f.mark(0, 10)
@@ -32,6 +34,7 @@ class Frontier:
         self.partitions = partitions
         self.idle_after = idle_after
         self.marks: dict[int, int | None] = {p: None for p in range(partitions)}
+        self.held: dict[int, int] = {}  # partition -> end of the first window it holds back
         # partition -> when its mark last moved (processing time; a partition not heard from yet
         # counts from when the frontier began)
         self.heard: dict[int, float] = dict.fromkeys(range(partitions), now)
@@ -50,6 +53,7 @@ class Frontier:
         """The partition has nothing (to replay, or assigned): it does not hold the frontier back."""
         self.marks.pop(partition, None)
         self.heard.pop(partition, None)
+        self.held.pop(partition, None)
 
     def report(self, partition: int, r: WindowReport) -> None:
         key = (r.end, r.model, r.start)
@@ -61,7 +65,8 @@ class Frontier:
         else:
             have.merge(r)
 
-    def mark(self, partition: int, watermark: int | None, now: float = 0.0, empty: bool = False) -> None:
+    def mark(self, partition: int, watermark: int | None, now: float = 0.0, empty: bool = False,
+             held: int | None = None) -> None:
         """A partition's progress. Idleness is judged by progress: a mark that does not move the
         partition's watermark (a heartbeat) does not keep it from idling. An ``empty`` partition (no
         event yet, nothing left to read) holds nothing back, as in a replay."""
@@ -75,9 +80,13 @@ class Frontier:
         if watermark is not None and (prev is None or watermark > prev):
             self.marks[partition] = watermark
             self.heard[partition] = now
+        if held is None:
+            self.held.pop(partition, None)
+        else:
+            self.held[partition] = held
 
-    def value(self, now: float = 0.0) -> int | None:
-        """The least mark of the partitions that are not idle (None while one of them has none)."""
+    def progress(self, now: float = 0.0) -> int | None:
+        """The least watermark of the partitions that are not idle (None while one of them has none)."""
         active = [m for p, m in self.marks.items() if now - self.heard[p] < self.idle_after]
         if not active:
             known = [m for m in self.marks.values() if m is not None]
@@ -85,6 +94,15 @@ class Frontier:
         if any(m is None for m in active):
             return None
         return min(m for m in active if m is not None)
+
+    def value(self, now: float = 0.0) -> int | None:
+        """What every partition that is not idle has reported up to: ``progress``, and below the
+        first window a partition holds back."""
+        frontier = self.progress(now)
+        held = [h - 1 for p, h in self.held.items() if p in self.marks and now - self.heard[p] < self.idle_after]
+        if frontier is None or not held:
+            return frontier
+        return min(frontier, *held)
 
     def due(self, now: float = 0.0) -> list[WindowReport]:
         """The windows that can be decided now, in (end, model) order, each merged, and forgotten."""
@@ -103,11 +121,12 @@ class Frontier:
 
     def snapshot(self) -> dict[str, Any]:
         return {"partitions": self.partitions, "marks": [[p, m] for p, m in self.marks.items()],
-                "decided": self.decided, "late": self.late}
+                "held": [[p, h] for p, h in self.held.items()], "decided": self.decided, "late": self.late}
 
     def restore(self, d: dict[str, Any], now: float) -> None:
         self.partitions = int(d["partitions"])
         self.marks = {int(p): m for p, m in d["marks"]}
         self.heard = {p: now for p in self.marks}  # idle counts from the restore, not from before it
+        self.held = {int(p): int(h) for p, h in d.get("held", [])}
         self.decided = d["decided"]
         self.late = int(d["late"])

@@ -29,6 +29,7 @@ def task_out(task: ModelTask) -> dict[str, Any]:
         "breakers": [[model, sorted(b.alerts), b.expires_at] for model, b in task.breakers.open.items()],
         "rate_limited": task.breakers.rate_limited,
         "shadow_book": task.shadow.snapshot(),
+        "edges": task.edges.snapshot(),
         "correlation": [[model, a, b, c] for model, pairs in task.correlation.items() for (a, b), c in pairs.items()],
     }
 
@@ -47,6 +48,7 @@ def task_in(task: ModelTask, d: dict[str, Any]) -> None:
     task.breakers.rate_limited = d["rate_limited"]
     if "shadow_book" in d:
         task.shadow.restore(d["shadow_book"])
+    task.edges.restore(d.get("edges", {}))
     for model, a, b, c in d.get("correlation", []):
         task.correlation.setdefault(model, {})[(a, b)] = float(c)
 

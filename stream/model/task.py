@@ -20,6 +20,7 @@ from ..metrics import Metrics
 from ..series.tables import Output
 from ..verdict import WindowReport
 from .alert import Severities, alert_of
+from .edges import EdgeBook
 from .shadow import ShadowBook
 
 log = logging.getLogger("driftline.model")
@@ -36,6 +37,7 @@ class ModelTask:
         )
         self.severities = Severities()
         self.shadow = ShadowBook()
+        self.edges = EdgeBook(self.d.allowed_lateness)  # the numeric bin edges every partition of a model shares
         # Per model: segment key -> segment of each member of an open group (group alerts list
         # them), and the latest |correlation| between features that notes named.
         self.segments: dict[str, dict[str, dict[str, str]]] = {}

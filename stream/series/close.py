@@ -23,7 +23,10 @@ class CloseStep(SeriesCore):
             self.metrics.watermark.set(watermark / 1000)
         for m in self.models.values():
             if m.pending and any(int(ws.min()) + m.cfg.window <= watermark for _, ws, _ in m.pending):
-                self._flush_pending(m)
+                if not self.shared_edges:
+                    self._flush_pending(m)
+                else:
+                    self._hold(m, watermark, out)
             for ws in m.windows.due(watermark):
                 self._close(m, ws, out)
             if m.shadow is not None:  # windows only a challenger sent to: no champion to compare with
@@ -31,25 +34,46 @@ class CloseStep(SeriesCore):
                     del m.shadow.open[ws]
 
 
+    def _hold(self, m: ModelState, watermark: int, out: Output) -> None:
+        """Due windows of a model whose shared edges have not come yet: closed to late events now,
+        as they would have been, and judged once the edges come, on the series they had now."""
+        self._learned(m, out)
+        due = sorted({int(w) for _, ws, _ in m.pending for w in np.unique(ws).tolist()
+                      if w + m.cfg.window <= watermark})
+        for ws in due:
+            m.held.setdefault(ws, list(m.sids))
+        end = due[-1] + m.cfg.window
+        m.windows.closed_upto = end if m.windows.closed_upto is None else max(m.windows.closed_upto, end)
+
+    def held(self) -> int | None:
+        """The end of the first window due and held back (its model waits for shared edges)."""
+        ends = [min(m.held) + m.cfg.window for m in self.models.values() if m.held]
+        return min(ends) if ends else None
+
     def _close(self, m: ModelState, ws: int, out: Output) -> None:
+        held = m.held.pop(ws, None)  # a held window: judged on the series it had when it was due
+        sids = m.sids if held is None else held
         sums = m.windows.pop(ws)
         for old in [w for w in m.seen if w <= ws]:
             del m.seen[old]
-        if sums is not None and m.sids:
-            rows = m.store.rows_for(m.sids)
+        if sums is not None and sids:
+            rows = m.store.rows_for(sids)
             inside = rows < len(sums.count)
             active = np.zeros(len(rows), bool)
             active[inside] = sums.count[rows[inside]] > 0
-            for sid in np.asarray(m.sids)[active].tolist():
+            for sid in np.asarray(sids)[active].tolist():
                 self.last_active[sid] = ws
         self._expire(m, ws)
+        if held is not None:
+            live = set(m.sids)
+            sids = [sid for sid in held if sid in live]
         slot = m.calendar.slot(ws)
         end = ws + m.cfg.window
         n_tests = len(SIGNALS) + len(m.cfg.features)
         budget = self.d.false_alarms_per_4_weeks * self.budget_share
-        alpha = budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(m.sids), 1) * n_tests)
+        alpha = budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(sids), 1) * n_tests)
         report = WindowReport(m.cfg.name, ws, end)
-        report.notes = sorted(self._evaluate(m, sums, ws, slot, end, alpha), key=note_order) if m.sids else []
+        report.notes = sorted(self._evaluate(m, sums, ws, slot, end, alpha, sids), key=note_order) if sids else []
         if m.shadow is not None:
             self._shadow_close(m, ws, sums, slot, end, alpha, report)
         names = sorted({f for n in report.notes for f in n.payload.features})

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from ..decode import DeadLetter
 from ..sketch import CategoricalSpec, NumericSpec
+from ..verdict import Params, Proposal
 from .route import Routed
 from .tables import ModelState, Output, SeriesCore, take
 
@@ -74,12 +75,41 @@ class IngestStep(SeriesCore):
                 if m.learn_until is None:
                     m.learn_until = int(ws[0]) + m.cfg.window + self.d.allowed_lateness
                 cut = int(np.argmax(ts >= m.learn_until)) if (ts >= m.learn_until).any() else len(ts)
-                spec.observe(arr[:cut])
-                if cut < len(ts) and not spec.frozen:
-                    spec.learn()
+                spec.observe(arr[:cut], freeze=not self.shared_edges)
+                if (cut < len(ts) or spec.sampled) and not spec.frozen:
+                    self._learned(m, out)
                 if spec.frozen:
                     self._flush_pending(m)
         return part_max
+
+    def _learned(self, m: ModelState, out: Output) -> None:
+        """The sample for the edges is complete: freeze them here, or (edges shared by the partitions)
+        propose the sample to the model stage, once, and wait for its ``Params``."""
+        spec = m.spec
+        assert isinstance(spec, NumericSpec) and m.learn_until is not None
+        if not self.shared_edges:
+            spec.learn()
+        elif not m.proposed:
+            out.proposals.append(Proposal(m.cfg.name, m.learn_until, spec.sample.tolist()))
+            m.proposed = True
+
+    def apply(self, params: Params, drop_waiting: bool = False) -> bool:
+        """The model stage's shared edges: freeze on them and count what waited for them; the windows
+        held meanwhile close at the next ``_close_due``. False: known already (or no such model).
+        ``drop_waiting``: what waited is dropped instead (counting it made the engine raise, and its
+        records were committed long ago: there is no batch left to bisect)."""
+        m = self.models.get(params.model)
+        if m is None or m.shared_edges is not None:
+            return False
+        m.shared_edges = list(params.edges)
+        if isinstance(m.spec, NumericSpec) and not m.spec.frozen:
+            m.spec.freeze_at(params.edges)
+            if drop_waiting:
+                self.metrics.engine_errors.inc(sum(len(s) for s, _w, _v in m.pending)
+                                               + sum(len(s) for s, _w, _v, _x in m.shadow_pending))
+                m.pending, m.shadow_pending = [], []
+            self._flush_pending(m)
+        return True
 
     def _partition_max(self, where: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> dict[int, int]:
         """The latest event time per input partition among these events (for the watermark)."""
@@ -94,6 +124,9 @@ class IngestStep(SeriesCore):
         spec, shadow = m.spec, m.shadow
         assert spec is not None and shadow is not None
         if isinstance(spec, NumericSpec):
+            if not spec.frozen and self.shared_edges:  # they wait for the edges with the champion's
+                m.shadow_pending.append((sids, ws, np.asarray(values, dtype=np.float64), versions))
+                return
             if not spec.frozen:
                 self.metrics.shadow_skipped.labels(m.cfg.name).inc(len(sids))
                 return
@@ -124,6 +157,9 @@ class IngestStep(SeriesCore):
         for sids, ws, arr in m.pending:
             self._accumulate(m, sids, ws, m.spec.bin(arr), m.spec.clip(arr))
         m.pending = []
+        waiting, m.shadow_pending = m.shadow_pending, []
+        for sids, ws, arr, versions in waiting:
+            self._shadow_add(m, sids, ws, arr, versions)
 
     def _accumulate(
         self,

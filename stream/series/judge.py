@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..baseline import SIGNAL_INDEX, Baseline, Batch, SeriesStore, Window
+from ..baseline import SIGNAL_INDEX, Baseline, Batch, Window
 from ..calendar import KIND_OF, Slot
 from ..contract import BaselineInfo, History, ScorePoint, Summary
 from ..decide import AlertState, step
@@ -24,6 +24,7 @@ from ..detect import Verdict, page_hinkley
 from ..evaluate import TESTS, Found, either_day, evaluate
 from ..group import Note
 from ..sketch import NumericSpec, histogram_summary
+from ..store import SeriesStore
 from ..verdict import Evidence
 from ..window import WindowSums
 from .tables import CLEAN_FRACTION, SIGNALS, ModelState, SeriesCore, fingerprint
@@ -33,11 +34,12 @@ class JudgeStep(SeriesCore):
     """A closed window's per-series verdicts, lifecycle and evidence."""
 
     def _evaluate(
-        self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float
+        self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float,
+        sids: list[int],
     ) -> list[Note]:
-        """Test every series of the model on the closed window, learn it, and step the alerts."""
+        """Test the model's series on the closed window, learn it, and step the alerts."""
         d, st = self.d, m.store
-        sids = list(m.sids)
+        sids = list(sids)
         st.ensure(m.spec.size if m.spec is not None else 1, {})
         rows = st.rows_for(sids)
         for sid in list(st.held):

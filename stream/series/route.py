@@ -17,8 +17,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from ..decode import Columns, DeadLetter, Event, Record, Schema
-from ..sketch import CategoricalSpec, NumericSpec
+from ..decode import DeadLetter, Event, Record
+from ..typed import Columns, Schema
 from ..window import stray_limit
 from .tables import ModelState, Output, SeriesCore, segment_key
 
@@ -124,7 +124,7 @@ class RouteStep(SeriesCore):
             return self._route_each(m, evs, where, keys, ws, late, limit, now_ms, out)
         assert kind is not None
         if m.spec is None:
-            m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
+            m.spec = m.new_spec(kind == "numeric")
         self._note_seen(m, by_window)
         values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
         versions = [e.model_version for e in evs] if m.shadow is not None else None
@@ -200,7 +200,7 @@ class RouteStep(SeriesCore):
         """Route a clean plan: new series made, ids noted, the columns handed on as they are."""
         c = plan.cols
         if m.spec is None:
-            m.spec = CategoricalSpec() if c.labels else NumericSpec()
+            m.spec = m.new_spec(not c.labels)
         for u, (seg, key) in plan.new.items():
             sid = m.by_segment.get(key)
             m.native_sids[u] = self._new_series(m, seg, key) if sid is None else sid
@@ -304,7 +304,7 @@ class RouteStep(SeriesCore):
         else:
             kind = "numeric"
         if m.spec is None:
-            m.spec = NumericSpec() if kind == "numeric" else CategoricalSpec()
+            m.spec = m.new_spec(kind == "numeric")
         elif m.spec.kind != kind:
             return "prediction_type", f"prediction is {kind} but model {m.cfg.name!r} sends {m.spec.kind} predictions"
         return None

@@ -18,19 +18,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..baseline import SeriesStore
 from ..calendar import Calendar, Slot
 from ..config import Config, Defaults, ResolvedModel
 from ..contract import Alert, Command
 from ..decide import AlertState
-from ..decode import DeadLetter, Record, TypedDecoder
+from ..decode import DeadLetter, Record
 from ..dedupe import Sent
 from ..features import FeatureSketch
 from ..group import Note
 from ..metrics import Metrics
 from ..shadow import ShadowTracker
-from ..sketch import Spec
-from ..verdict import WindowReport
+from ..sketch import CategoricalSpec, NumericSpec, Spec
+from ..store import SeriesStore
+from ..typed import TypedDecoder
+from ..verdict import Params, Proposal, WindowReport
 from ..window import OpenWindows, Watermark, WindowSums
 
 FOUR_WEEKS_MS = 28 * 86_400_000
@@ -44,12 +45,16 @@ class Output:
     commands: list[Command] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reports: list[WindowReport] = field(default_factory=list)  # for the model stage (not published)
+    proposals: list[Proposal] = field(default_factory=list)  # for the model stage (not published)
+    params: list[Params] = field(default_factory=list)  # decided by the model stage, for every series task
 
     def extend(self, other: Output) -> None:
         self.alerts += other.alerts
         self.commands += other.commands
         self.dead_letters += other.dead_letters
         self.reports += other.reports
+        self.proposals += other.proposals
+        self.params += other.params
 
 
 @dataclass
@@ -97,6 +102,15 @@ class ModelState:
         self.features = FeatureSketch(cfg.features) if cfg.features else None
         self.seen: dict[int, set[str]] = {}  # event ids per open window
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
+        # Bin edges decided by the model stage for every partition (a task in a stage of several),
+        # whether this task proposed its sample, and the windows due while it waited for them
+        # (window start -> the series then: the ones its close judges).
+        self.shared_edges: list[float] | None = None
+        self.proposed = False
+        self.held: dict[int, list[int]] = {}
+        # A challenger's events that came before the shared edges: (series, window starts, values, versions).
+        self.shadow_pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                        list[str]]] = []
         self.by_values: dict[Any, int] = {}  # segment key as decoded -> series id (a cache)
         # The same cache for the native decoder: its segment number -> series id (-1: not looked up)
         self.native_sids: npt.NDArray[np.int64] = np.full(0, -1, np.int64)
@@ -104,6 +118,16 @@ class ModelState:
         sc = cfg.shadow
         self.shadow = ShadowTracker(sc.champion, sc.min_events, sc.min_divergence) if sc is not None else None
 
+
+
+    def new_spec(self, numeric: bool) -> Spec:
+        """The prediction's sketch, on the shared edges if they were decided already."""
+        if not numeric:
+            return CategoricalSpec()
+        spec = NumericSpec()
+        if self.shared_edges is not None:
+            spec.freeze_at(self.shared_edges)
+        return spec
 
 
 class SeriesCore:
@@ -114,6 +138,7 @@ class SeriesCore:
     metrics: Metrics
     clock: Callable[[], float] | None
     budget_share: float
+    shared_edges: bool  # numeric bin edges come from the model stage (``Params``), not learned here
     idle_after: float
     watermark: Watermark
     models: dict[str, ModelState]
@@ -135,8 +160,11 @@ class SeriesCore:
     def _flush_pending(self, m: ModelState) -> None:
         raise NotImplementedError
 
-    def _evaluate(self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float
-                  ) -> list[Note]:
+    def _evaluate(self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float,
+                  sids: list[int]) -> list[Note]:
+        raise NotImplementedError
+
+    def _learned(self, m: ModelState, out: Output) -> None:
         raise NotImplementedError
 
     def _shadow_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int,

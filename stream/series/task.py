@@ -12,8 +12,9 @@ from operator import itemgetter
 import numpy as np
 
 from ..config import Config
-from ..decode import DeadLetter, Record, TypedDecoder, decode_batch
+from ..decode import DeadLetter, Record, decode_batch
 from ..metrics import Metrics
+from ..typed import TypedDecoder
 from ..window import Watermark
 from .close import CloseStep
 from .ingest import IngestStep
@@ -35,6 +36,7 @@ class SeriesTask(RouteStep, IngestStep, CloseStep, JudgeStep, ShadowStep):
         clock: Callable[[], float] | None = None,
         idle_after: float = 30.0,
         budget_share: float = 1.0,
+        shared_edges: bool = False,
     ):
         self.config = config
         self.d = config.defaults
@@ -43,6 +45,9 @@ class SeriesTask(RouteStep, IngestStep, CloseStep, JudgeStep, ShadowStep):
         # The share of each model's false-alarm budget this task may spend (one task per input
         # partition: each gets 1/partitions, so the model's total stays within the budget).
         self.budget_share = budget_share
+        # One task of several (a stage): a numeric prediction's bin edges are decided by the model
+        # stage from every partition's sample and broadcast (``apply``), not learned here alone.
+        self.shared_edges = shared_edges
         self.idle_after = idle_after if clock is not None else float("inf")
         self.watermark = Watermark(self.d.allowed_lateness)
         self.models = {name: ModelState(config.resolved(name), self.d.baseline_windows) for name in config.models}

@@ -31,10 +31,11 @@ import orjson
 
 from stream.config import Config, Defaults, ModelConfig
 from stream.contract import MAX_TS, MIN_TS
-from stream.decode import Record, Schema, TypedDecoder, decode_batch
+from stream.decode import Record, decode_batch
 from stream.engine import Engine
 from stream.metrics import Metrics
 from stream.publish import alert_bytes, command_bytes
+from stream.typed import Schema, TypedDecoder
 
 END = 1795716000000  # 2026-11-26 18:00 UTC: the warm engine's history ends here
 MAX_BYTES = 4096
