@@ -172,7 +172,9 @@ class Service:
                 if back:  # every partition with work since the commit goes back with them (the buffer goes)
                     self._rewind(sorted(set(back) | set(self.series.dirty())))
                 records = consumer.batch()
-                idle = 0.0 if records or not self.series.partitions else idle + time.monotonic() - polled
+                # Partitions paused for the shared edges are waiting for the model stage, not idle.
+                idle = (0.0 if records or not self.series.partitions or self.series.paused
+                        else idle + time.monotonic() - polled)
                 t0 = time.perf_counter()
                 failed = self.series.process(records, consumer.caught_up(), self.buffer)
                 if failed is not None:
