@@ -28,13 +28,24 @@ _NUMERIC = (int, float)
 _PLAIN = {int, float, type(None)}
 
 
+#: A numeric feature's bins, and the values its edges are learned from (per partition, or shared).
+BINS = 10
+LEARN_FROM = 500
+_OTHER = "\x00(other)"  # a label no vocabulary holds: codes to the "other" bin of a full one
+
+
 class FeatureSketch:
-    def __init__(self, names: Sequence[str], learn_from: int = 500, bins: int = 10):
+    def __init__(self, names: Sequence[str], learn_from: int = LEARN_FROM, bins: int = BINS):
         self.names = list(names)
         self.learn_from = learn_from
         self.n_bins = bins
         self.max_labels = 16
         self.specs: dict[str, Spec | None] = {n: None for n in self.names}
+        # While the model waits for its shared parameters (a task of several): each feature's kind
+        # as first seen here, its first numeric values, and its labels so far.
+        self.first_kind: dict[str, str | None] = {n: None for n in self.names}
+        self.sample: dict[str, NumericSpec] = {}
+        self.vocab: dict[str, CategoricalSpec] = {}
         k = len(self.names)
         # Pairwise sums over events where both features are present.
         self._cross = np.zeros((k, k))  # sum x_i x_j
@@ -108,6 +119,68 @@ class FeatureSketch:
                 out[name] = codes
         self._correlate(numeric_cols, n_rows)
         return out
+
+    def wait(self, columns: Sequence[Sequence[Any] | npt.NDArray[np.float64]], cut: int
+             ) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]:
+        """Events that wait for the shared parameters, kept both ways they may be binned: each
+        feature as numbers (NaN: null or not a number) and as label codes (-1: null or not a label).
+        The first ``cut`` events feed the sample: each feature's first kind and first values."""
+        out = []
+        for j, name in enumerate(self.names):
+            raw = columns[j]
+            n = len(raw)
+            if isinstance(raw, np.ndarray):
+                floats = np.asarray(raw, dtype=np.float64)
+                codes = np.full(n, -1, np.int64)
+                seen = "numeric" if np.isfinite(floats[:cut]).any() else None
+            else:
+                floats = np.array([v if type(v) in _NUMERIC else np.nan for v in raw], dtype=np.float64)
+                labels = [v if type(v) is str else ("true" if v is True else "false") if type(v) is bool else None
+                          for v in raw]
+                vocab = self.vocab.setdefault(name, CategoricalSpec(max_labels=self.max_labels))
+                codes = vocab.codes([lab if lab is not None else "" for lab in labels])
+                codes[np.array([lab is None for lab in labels], dtype=bool)] = -1
+                first = next((v for v in raw[:cut] if v is not None), None)
+                seen = None if first is None else "numeric" if type(first) in _NUMERIC else "categorical"
+            if self.first_kind[name] is None and seen is not None:
+                self.first_kind[name] = seen
+            head = floats[:cut]
+            self.sample.setdefault(name, NumericSpec(bins=self.n_bins, learn_from=self.learn_from)).observe(
+                head[np.isfinite(head)], freeze=False)
+            out.append((floats, codes))
+        return out
+
+    def proposal(self) -> dict[str, tuple[str | None, list[float]]]:
+        """Each feature's first kind and first numeric values, for the model stage."""
+        return {n: (self.first_kind[n], self.sample[n].sample.tolist() if n in self.sample else [])
+                for n in self.names}
+
+    def adopt(self, params: dict[str, tuple[str, list[float]]]) -> None:
+        """The model stage's kinds and edges; a feature it has none for stays to be learned here."""
+        for name in self.names:
+            got = params.get(name)
+            if got is None or self.specs[name] is not None:
+                continue
+            kind, edges = got
+            if kind == "numeric":
+                spec = NumericSpec(bins=self.n_bins, learn_from=self.learn_from)
+                spec.freeze_at(edges)
+                self.specs[name] = spec
+            else:
+                self.specs[name] = self.vocab.get(name) or CategoricalSpec(max_labels=self.max_labels)
+        self.sample.clear()
+
+    def release(self, kept: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]) -> list[Any]:
+        """``wait``'s columns as ``bins_of`` takes them, now that the kinds are known."""
+        cols: list[Any] = []
+        for name, (floats, codes) in zip(self.names, kept, strict=True):
+            spec = self.specs[name]
+            if isinstance(spec, CategoricalSpec):
+                table = np.array([*spec.labels, *[_OTHER] * (spec.max_labels + 1 - len(spec.labels)), None], dtype=object)
+                cols.append(table[np.where(codes < 0, len(table) - 1, codes)].tolist())
+            else:
+                cols.append(floats)
+        return cols
 
     def _correlate(self, cols: dict[int, npt.NDArray[np.float64]], n: int) -> None:
         """Pairwise sums for ``correlation``, of the features whose edges are learned: on their values

@@ -23,7 +23,6 @@ from .model.frontier import Frontier
 from .model.task import ModelTask
 from .series.tables import Stats
 from .series.task import SeriesTask
-from .verdict import Params
 
 _PARTITION = itemgetter(3)  # Record.partition
 END = 2**63 - 1
@@ -46,8 +45,8 @@ class Pipeline:
         task = SeriesTask(self.config, self.metrics, clock=None, budget_share=self.share, shared_edges=True)
         task.watermark.assign(p, 0.0)
         guard = Guard(task)
-        for model, edges in self.decisions.edges.decided.items():
-            guard.apply(Params(model, edges))
+        for params in self.decisions.edges.decided.values():
+            guard.apply(params)
         return guard
 
     def process(self, records: Sequence[Record]) -> Output:

@@ -17,13 +17,11 @@ True
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
-import zstandard
 
 from . import store_records
 from .config import Config
@@ -31,20 +29,19 @@ from .decide import AlertState
 from .dedupe import Sent
 from .engine import Engine, ModelState, Stats, segment_key
 from .features import FeatureSketch
+from .framing import StateError
 from .metrics import Metrics
 from .model.state import task_in, task_out
 from .model.task import ModelTask
+from .series.tables import FeatureColumns
 from .series.task import SeriesTask
 from .sketch import CategoricalSpec, NumericSpec, Spec
 from .store_records import array_in, array_out
+from .verdict import Params
 from .window import WindowSums
 
 VERSION = 2
 MAGIC = b"DLS\x02"
-
-
-class StateError(ValueError):
-    """A snapshot that cannot be restored (wrong version or shape)."""
 
 
 def _spec_out(spec: Spec | None) -> dict[str, Any] | None:
@@ -79,10 +76,22 @@ def _arr(a: Any) -> list[Any]:
     return np.asarray(a).tolist()
 
 
+def _kept_out(kept: FeatureColumns | None, parts: list[bytes] | None) -> list[Any] | None:
+    return None if kept is None else [[array_out(f, parts), array_out(c, parts)] for f, c in kept]
+
+
+def _kept_in(d: list[Any] | None, parts: list[memoryview] | None) -> FeatureColumns | None:
+    if d is None:
+        return None
+    return [(array_in(f, parts).astype(np.float64).reshape(-1), array_in(c, parts).astype(np.int64).reshape(-1)) for f, c in d]
+
+
 def _features_out(fs: FeatureSketch | None) -> dict[str, Any] | None:
     if fs is None:
         return None
     return {"specs": {n: _spec_out(s) for n, s in fs.specs.items()}, "names": list(fs.names),
+            "first_kind": fs.first_kind, "sample": {n: sp.sample.tolist() for n, sp in fs.sample.items()},
+            "vocab": {n: v.labels for n, v in fs.vocab.items()},
             "cross": _arr(fs._cross), "cnt": _arr(fs._cnt),
             "sumpair": _arr(fs._sumpair), "sqpair": _arr(fs._sqpair)}
 
@@ -93,6 +102,17 @@ def _features_in(fs: FeatureSketch | None, d: dict[str, Any] | None) -> None:
     for n, s in d["specs"].items():
         if n in fs.specs:
             fs.specs[n] = _spec_in(s)
+    for n, kind in (d.get("first_kind") or {}).items():
+        if n in fs.first_kind:
+            fs.first_kind[n] = None if kind is None else "numeric" if kind == "numeric" else "categorical"
+    for n, values in (d.get("sample") or {}).items():
+        if n in fs.first_kind:
+            fs.sample[n] = NumericSpec(bins=fs.n_bins, learn_from=fs.learn_from)
+            fs.sample[n].observe(np.asarray(values, dtype=np.float64), freeze=False)
+    for n, labels in (d.get("vocab") or {}).items():
+        if n in fs.first_kind:
+            fs.vocab[n] = CategoricalSpec(max_labels=fs.max_labels)
+            fs.vocab[n].codes([str(x) for x in labels])
     sums = [np.asarray(d[k], float) for k in ("cross", "cnt", "sumpair", "sqpair")]
     old = list(d.get("names") or fs.names)  # snapshots before names were kept: the config's order
     if any(a.shape != (len(old), len(old)) for a in sums):
@@ -136,10 +156,10 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "closed_upto": m.windows.closed_upto,
         "open": _open_out(m, parts),
         "sids": list(m.sids),
-        "pending": [[s.tolist(), w.tolist(), v.tolist()] for s, w, v in m.pending],
+        "pending": [[s.tolist(), w.tolist(), v.tolist(), _kept_out(kept, parts)] for s, w, v, kept in m.pending],
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
         "learn_until": m.learn_until,
-        "shared_edges": m.shared_edges,
+        "params": None if m.params is None else m.params.to_dict(),
         "proposed": m.proposed,
         "held": [[ws, sids] for ws, sids in m.held.items()],
         "shadow_pending": [[s.tolist(), w.tolist(), v.tolist(), list(ver)] for s, w, v, ver in m.shadow_pending],
@@ -169,11 +189,15 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.windows.closed_upto = d["closed_upto"]
     m.sids = list(d["sids"])
     m.by_segment = {series_key[sid]: sid for sid in m.sids}
-    m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64)) for s, w, v in d["pending"]]
+    m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64),
+                  _kept_in(rest[0] if rest else None, parts)) for s, w, v, *rest in d["pending"]]
+    if any(not (len(s) == len(w) == len(v)) or (kept is not None and (m.features is None or len(kept) != len(m.features.names)
+           or any(len(f) != len(s) or len(c) != len(s) for f, c in kept))) for s, w, v, kept in m.pending):
+        raise ValueError("pending events disagree in length or in features")
     m.seen = {ws: set(ids) for ws, ids in d["seen"]}
     m.learn_until = d["learn_until"]
-    shared = d.get("shared_edges")
-    m.shared_edges = None if shared is None else [float(x) for x in shared]
+    shared = d.get("shared_edges")  # a state from before features were shared: the edges alone
+    m.params = Params.from_dict(d["params"]) if d.get("params") else None if shared is None else Params(m.cfg.name, shared)
     m.proposed = bool(d.get("proposed", False))
     m.held = {int(ws): [int(s) for s in sids] for ws, sids in d.get("held", [])}
     m.shadow_pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64),
@@ -354,67 +378,3 @@ def loads(
     if header.get("version") != VERSION or not isinstance(names, list) or len(names) != len(parts):
         raise StateError(f"unsupported state (version {header.get('version')!r})")
     return from_records(config, {str(n): bytes(p) for n, p in zip(names, parts, strict=True)}, metrics, clock, budget_share, cls)
-
-
-# ----------------------------------------------------------------- state topic records
-CHUNK_MAGIC = b"DLC\x01"
-CHUNK_BYTES = 16 * 1024 * 1024  # well under the state topic's message limit
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_zstd = zstandard.ZstdCompressor(level=1)
-
-
-def compress(record: bytes) -> bytes:
-    """A state record as written to the state topic: zstd level 1.
-
-    Six times faster than zlib level 1 on these records and a third of the size (mostly zeros:
-    slots a series has not reached yet); state written every transaction made zlib a fifth of the
-    service's time in the performance benchmark.
-    """
-    return _zstd.compress(record)
-
-
-def decompress(blob: bytes) -> bytes:
-    """A state-topic record back (zstd, or zlib as written before zstd): ``StateError`` if neither."""
-    try:
-        if blob[:4] == _ZSTD_MAGIC:
-            return zstandard.ZstdDecompressor().decompress(blob)
-        return zlib.decompress(blob)
-    except (zstandard.ZstdError, zlib.error) as exc:
-        raise StateError(f"a state record does not decompress: {exc}") from exc
-
-
-def to_chunks(blob: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
-    """A (compressed) snapshot as state-topic records of at most ``size`` bytes of payload each.
-
-    Each record says which of how many it is and carries the whole blob's CRC-32, so a restore
-    only accepts a set that belongs together (a compacted topic keeps the latest record per key;
-    an older, longer snapshot's extra chunks may linger under their keys).
-
-    >>> parts = to_chunks(b"abcdefghij", size=4)
-    >>> len(parts), from_chunks({i: p for i, p in enumerate(reversed(parts))}) is None
-    (3, True)
-    >>> from_chunks(dict(enumerate(parts)))
-    b'abcdefghij'
-    """
-    crc = zlib.crc32(blob)
-    n = max(1, -(-len(blob) // size))
-    return [CHUNK_MAGIC + struct.pack("<III", i, n, crc) + blob[i * size:(i + 1) * size] for i in range(n)]
-
-
-def from_chunks(records: dict[int, bytes]) -> bytes | None:
-    """The blob, from records by chunk index; None when the set is incomplete or does not match."""
-    first = records.get(0)
-    head = len(CHUNK_MAGIC) + 12
-    if first is None or not first.startswith(CHUNK_MAGIC) or len(first) < head:
-        return None
-    _, n, crc = struct.unpack_from("<III", first, len(CHUNK_MAGIC))
-    pieces = []
-    for i in range(n):
-        r = records.get(i)
-        if r is None or not r.startswith(CHUNK_MAGIC) or len(r) < head:
-            return None
-        if struct.unpack_from("<III", r, len(CHUNK_MAGIC)) != (i, n, crc):
-            return None
-        pieces.append(r[head:])
-    blob = b"".join(pieces)
-    return blob if zlib.crc32(blob) == crc else None

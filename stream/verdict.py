@@ -136,7 +136,7 @@ def encode(partition: int, item: WindowReport | Mark | Proposal) -> bytes:
     if isinstance(item, Mark):
         return orjson.dumps({"partition": partition, "mark": item.watermark, "empty": item.empty, "held": item.held})
     if isinstance(item, Proposal):
-        return orjson.dumps({"partition": partition, "proposal": [item.model, item.learn_until, item.values]})
+        return orjson.dumps({"partition": partition, "proposal": proposal_out(item)})
     return orjson.dumps({"partition": partition, "report": report_out(item)})
 
 
@@ -145,10 +145,20 @@ def decode(raw: bytes) -> tuple[int, WindowReport | Mark | Proposal]:
     if "report" in d:
         return int(d["partition"]), report_in(d["report"])
     if "proposal" in d:
-        model, until, values = d["proposal"]
-        return int(d["partition"]), Proposal(str(model), int(until), [float(v) for v in values])
+        return int(d["partition"]), proposal_in(d["proposal"])
     held = d.get("held")
     return int(d["partition"]), Mark(d["mark"], bool(d.get("empty", False)), None if held is None else int(held))
+
+
+def proposal_out(p: Proposal) -> list[Any]:
+    return [p.model, p.learn_until, p.values, {n: [k, v] for n, (k, v) in p.features.items()}]
+
+
+def proposal_in(d: list[Any]) -> Proposal:
+    model, until, values, *rest = d
+    feats = rest[0] if rest else {}
+    return Proposal(str(model), int(until), [float(v) for v in values],
+                    {str(n): (None if k is None else str(k), [float(v) for v in vs]) for n, (k, vs) in feats.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,31 +176,57 @@ class Mark:
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
-    """A series task's sample for a model's numeric bin edges: its first values (at most the
-    spec's ``learn_from``) of events before ``learn_until``, the end of its first window plus the
-    allowed lateness. The model stage decides the edges from the proposals of the earliest
-    ``learn_until`` and broadcasts them (``Params``), so every partition bins alike."""
+    """A series task's sample for a model's shared parameters, from its events before
+    ``learn_until`` (the end of its first window plus the allowed lateness): the numeric
+    prediction's first values (at most the spec's ``learn_from``; none for class labels), and per
+    feature the kind of its first value (None: no value yet) and its first numeric values. The
+    model stage decides from the proposals of the earliest ``learn_until`` and broadcasts the
+    outcome (``Params``), so every partition bins alike."""
 
     model: str
     learn_until: int
     values: list[float]
+    features: dict[str, tuple[str | None, list[float]]] = field(default_factory=dict)
+
+
+_KINDS = ("numeric", "categorical")
+
+
+def _increasing(edges: list[float], what: str) -> list[float]:
+    if not edges or not all(math.isfinite(x) for x in edges) or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ValueError(f"{what} must be finite and increasing")
+    return edges
 
 
 @dataclass(frozen=True, slots=True)
 class Params:
     """What every series task of a model must share, decided once by the model stage: the numeric
-    prediction's bin edges. Broadcast on a compacted topic keyed by model."""
+    prediction's bin edges (None: its predictions are class labels), and each feature's kind with,
+    for a numeric one, its bin edges (a feature missing here had no value in any partition's sample:
+    each partition learns it alone). Broadcast on a compacted topic keyed by model."""
 
     model: str
-    edges: list[float]
+    edges: list[float] | None
+    features: dict[str, tuple[str, list[float]]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"model": self.model, "edges": self.edges})
+        return orjson.dumps(self.to_dict())
 
     @staticmethod
     def decode(raw: bytes) -> Params:
-        d = orjson.loads(raw)
-        edges = [float(x) for x in d["edges"]]
-        if not edges or not all(math.isfinite(x) for x in edges) or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-            raise ValueError("shared bin edges must be finite and increasing")
-        return Params(str(d["model"]), edges)
+        return Params.from_dict(orjson.loads(raw))
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Params:
+        edges = d.get("edges")
+        feats: dict[str, tuple[str, list[float]]] = {}
+        for name, (kind, fedges) in (d.get("features") or {}).items():
+            if kind not in _KINDS:
+                raise ValueError(f"feature {name!r}: kind must be one of {', '.join(_KINDS)}")
+            values = [float(x) for x in fedges]
+            feats[str(name)] = (kind, _increasing(values, f"feature {name!r}'s bin edges") if kind == "numeric" else [])
+        return Params(str(d["model"]), None if edges is None else _increasing([float(x) for x in edges], "shared bin edges"),
+                      feats)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "edges": self.edges, "features": {n: [k, e] for n, (k, e) in self.features.items()}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import zlib
 
+import numpy as np
 import orjson
 import pytest
 
@@ -224,7 +225,7 @@ def test_every_partition_bins_on_the_edges_the_model_stage_decided(drifting: lis
     pipeline = Pipeline(cfg, partitions=list(by))
     out = feed(pipeline, by)
     edges = {p: g.engine.models["fraud"].spec.edges.tolist() for p, g in pipeline.guards.items()}  # type: ignore[union-attr]
-    decided = pipeline.decisions.edges.decided["fraud"]
+    decided = pipeline.decisions.edges.decided["fraud"].edges
     assert all(e == decided for e in edges.values()) and len(decided) > 10
     # Each partition alone would have learned edges of its own, which is what sharing prevents.
     alone = Engine(cfg)
@@ -273,7 +274,7 @@ def test_shared_edges_and_held_windows_survive_a_restart() -> None:
     task.process([Record(r, None, "in", 0, i) for i, r in enumerate(raw[:4000])])
     back = loads(cfg, dumps(task), cls=SeriesTask)
     m, was = back.models["fraud"], task.models["fraud"]
-    assert m.proposed and m.held == was.held and m.held and m.shared_edges is None
+    assert m.proposed and m.held == was.held and m.held and m.params is None
 
 
 def test_a_partition_holding_windows_holds_the_frontier_below_them() -> None:
@@ -295,10 +296,61 @@ def test_a_partition_holding_windows_holds_the_frontier_below_them() -> None:
 def test_proposals_marks_and_params_travel_as_bytes() -> None:
     from stream.verdict import Mark, Params, Proposal
 
-    for item in (Proposal("m", 123, [0.5, 1.5]), Mark(99, False, 80), Mark(None, True)):
+    for item in (Proposal("m", 123, [0.5, 1.5]), Mark(99, False, 80), Mark(None, True),
+                 Proposal("m", 5, [], {"x": ("numeric", [1.0]), "c": (None, [])})):
         assert decode(encode(3, item)) == (3, item)
-    prm = Params("m", [0.1, 0.2])
-    assert Params.decode(prm.encode()) == prm
-    for bad in (b'{"model":"m","edges":[0.2,0.1]}', b'{"model":"m","edges":[]}', b'{"model":"m","edges":[1e999]}'):
+    for prm in (Params("m", [0.1, 0.2]), Params("m", None, {"x": ("numeric", [1.0, 2.0]), "c": ("categorical", [])})):
+        assert Params.decode(prm.encode()) == prm
+    for bad in (b'{"model":"m","edges":[0.2,0.1]}', b'{"model":"m","edges":[]}', b'{"model":"m","edges":[1e999]}',
+                b'{"model":"m","edges":null,"features":{"x":["numeric",[]]}}',
+                b'{"model":"m","edges":null,"features":{"x":["text",[]]}}'):
         with pytest.raises(ValueError):
             Params.decode(bad)
+
+
+def test_feature_kinds_and_edges_are_decided_once_for_every_partition() -> None:
+    """Two partitions whose feature values differ (and whose first values of ``c`` differ in kind):
+    each proposes, the model stage decides once, and both bin every feature on the same kinds and
+    edges, counting the events that waited for them (none of a held window's features is lost)."""
+    from stream.model.edges import EdgeBook
+    from stream.series.task import SeriesTask
+
+    cfg = Config(models={"m": ModelConfig(segment_by=["region"], features=["x", "c", "never"])})
+    lateness = cfg.defaults.allowed_lateness
+    start = END - END % HOUR_MS
+    rng = random.Random(3)
+
+    def event(p: int, i: int, ts: int) -> bytes:
+        c: object = ["a", "b"][i % 2] if p == 0 or i > 0 else 7  # partition 1's first `c` is a number
+        return orjson.dumps({"event_id": f"{p}-{i}", "model": "m", "ts": ts, "segment": {"region": f"r{p}"},
+                             "prediction": rng.random(), "features": {"x": 10.0 * p + rng.random(), "c": c}})
+
+    tasks, book, outs = {}, EdgeBook(lateness), {}
+    for p in (0, 1):
+        raw = [event(p, i, start + i * 1000) for i in range(900)] + [event(p, 900, start + HOUR_MS + lateness)]
+        tasks[p] = SeriesTask(cfg, shared_edges=True)
+        tasks[p].watermark.assign(p, 0.0)
+        outs[p] = tasks[p].process([Record(r, None, "in", p, i) for i, r in enumerate(raw)])
+        assert outs[p].reports == [] and len(outs[p].proposals) == 1  # held: nothing judged before the params
+        assert tasks[p].models["m"].features.specs == {"x": None, "c": None, "never": None}  # type: ignore[union-attr]
+        book.propose(p, outs[p].proposals[0])
+    assert outs[1].proposals[0].features["c"][0] == "numeric" and outs[1].proposals[0].features["never"] == (None, [])
+    from stream.state import dumps, loads
+
+    tasks[2] = loads(cfg, dumps(tasks[1]), cls=SeriesTask)  # what waited survives a restart
+    [params] = book.due(start + HOUR_MS)
+    assert set(params.features) == {"x", "c"} and params.features["c"] == ("numeric", [7.0])  # a tie: numeric
+    lo, hi = params.features["x"][1][0], params.features["x"][1][-1]
+    assert lo < 1.0 and hi > 10.0  # from both partitions' values together
+    for task in tasks.values():
+        assert task.apply(params)
+        fs = task.models["m"].features
+        assert fs is not None and fs.kinds() == ["numeric", "numeric", None]
+        assert fs.specs["x"].edges.tolist() == params.features["x"][1]  # type: ignore[union-attr]
+        sums = task.models["m"].windows._open[start]
+        x = cfg.models["m"].features.index("x")
+        assert int(sums.feat[:, x, :].sum()) == 900  # every event of the held window, on the shared edges
+        assert task.tick().reports  # and the window is judged now
+    back, was = tasks[2].models["m"].store, tasks[1].models["m"].store
+    used = len(was.keys)  # slot keys in use (a restored store starts with less room for more)
+    assert used and back.keys == was.keys and np.array_equal(back.fhist[:, :used], was.fhist[:, :used])

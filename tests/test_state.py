@@ -167,7 +167,7 @@ def test_a_model_removed_and_added_back_does_not_spoil_the_partition_state() -> 
 def test_state_records_are_zstd_and_records_written_with_zlib_still_read() -> None:
     import zlib
 
-    from stream.state import compress, decompress
+    from stream.framing import compress, decompress
 
     record = b"DLS" + bytes(5000) + b"tail"
     packed = compress(record)

@@ -19,9 +19,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ..config import Config
 from ..consume import client_settings
+from ..framing import compress, decompress, from_chunks, to_chunks
 from ..metrics import Metrics
 from ..series.tables import Output
-from ..state import compress, decompress, from_chunks, to_chunks
 from ..topics import read_topic
 from ..verdict import Mark, Proposal, decode
 from .frontier import Frontier

@@ -22,8 +22,8 @@ class CloseStep(SeriesCore):
         if watermark < np.iinfo(np.int64).max:
             self.metrics.watermark.set(watermark / 1000)
         for m in self.models.values():
-            if m.pending and any(int(ws.min()) + m.cfg.window <= watermark for _, ws, _ in m.pending):
-                if not self.shared_edges:
+            if m.pending and any(int(p[1].min()) + m.cfg.window <= watermark for p in m.pending):
+                if not self.shared_edges or m.params is not None:
                     self._flush_pending(m)
                 else:
                     self._hold(m, watermark, out)
@@ -35,10 +35,10 @@ class CloseStep(SeriesCore):
 
 
     def _hold(self, m: ModelState, watermark: int, out: Output) -> None:
-        """Due windows of a model whose shared edges have not come yet: closed to late events now,
+        """Due windows of a model whose shared parameters have not come yet: closed to late events now,
         as they would have been, and judged once the edges come, on the series they had now."""
-        self._learned(m, out)
-        due = sorted({int(w) for _, ws, _ in m.pending for w in np.unique(ws).tolist()
+        self._propose(m, out)
+        due = sorted({int(w) for p in m.pending for w in np.unique(p[1]).tolist()
                       if w + m.cfg.window <= watermark})
         for ws in due:
             m.held.setdefault(ws, list(m.sids))

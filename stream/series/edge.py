@@ -24,9 +24,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from ..config import Config
 from ..consume import BatchConsumer, MessageRun, client_settings
+from ..framing import StateError, compress, decompress, from_chunks, to_chunks
 from ..guard import EngineFailure, engine_error, isolate, summary
 from ..metrics import Metrics
-from ..state import StateError, compress, decompress, from_chunks, from_records, records, to_chunks
+from ..state import from_records, records
 from ..topics import TopicIncomplete, read_topic
 from ..verdict import Mark, Params, encode
 from .tables import Output
@@ -102,7 +103,8 @@ class SeriesSide:
                 log.error("unusable record on the params topic (%s): skipped", exc)
                 continue
             if prm.model not in self.params:
-                log.info("model %s: shared bin edges from the model stage (%d edges)", prm.model, len(prm.edges))
+                log.info("model %s: shared parameters from the model stage (%s edges, %d features)", prm.model,
+                         "no" if prm.edges is None else len(prm.edges), len(prm.features))
             self.params[prm.model] = prm
             for p, part in self.partitions.items():
                 try:

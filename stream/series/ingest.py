@@ -1,8 +1,10 @@
 """Ingest: one model's routed events into their open windows' sums and sketches.
 
 Late events are dead-lettered here; a challenger's events go to the shadow histograms only; numeric
-predictions wait (``pending``) until the model's bin edges are learned, then every window's sums are
-a few bincounts, with no per-event Python.
+predictions wait (``pending``) until the model's bin edges are learned, and in a task of several a
+model's events wait for the parameters every partition shares (the prediction's edges, each
+feature's kind and edges: ``Params``), then every window's sums are a few bincounts, with no
+per-event Python.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class IngestStep(SeriesCore):
                 values, feats = take(values, keep), take(feats, keep)
                 if len(ts) == 0:
                     return part_max
+        if self.shared_edges and m.params is None and (isinstance(spec, NumericSpec) or m.features is not None):
+            self._wait(m, sids, ts, ws, values, feats, out)
+            return part_max
         fbins = m.features.bins_of(self._feature_columns(m, feats)) if m.features is not None else None
         if isinstance(spec, CategoricalSpec):
             self._accumulate(m, sids, ws, spec.codes(values), None, fbins)
@@ -69,46 +74,73 @@ class IngestStep(SeriesCore):
             if spec.frozen:
                 self._accumulate(m, sids, ws, spec.bin(arr), spec.clip(arr), fbins)
             else:
-                m.pending.append((sids, ws, arr))
-                # The edges come from the values before the first event that could close the first
-                # window (or the first ``learn_from``), in stream order: the same whatever the batches.
-                if m.learn_until is None:
-                    m.learn_until = int(ws[0]) + m.cfg.window + self.d.allowed_lateness
-                cut = int(np.argmax(ts >= m.learn_until)) if (ts >= m.learn_until).any() else len(ts)
-                spec.observe(arr[:cut], freeze=not self.shared_edges)
-                if (cut < len(ts) or spec.sampled) and not spec.frozen:
-                    self._learned(m, out)
+                m.pending.append((sids, ws, arr, None))
+                spec.observe(arr[:self._cut(m, ws, ts)])
+                if not spec.frozen and (ts >= self._learn_until(m, ws)).any():
+                    spec.learn()
                 if spec.frozen:
                     self._flush_pending(m)
         return part_max
 
-    def _learned(self, m: ModelState, out: Output) -> None:
-        """The sample for the edges is complete: freeze them here, or (edges shared by the partitions)
-        propose the sample to the model stage, once, and wait for its ``Params``."""
+    def _learn_until(self, m: ModelState, ws: npt.NDArray[np.int64]) -> int:
+        """The event time that ends the learning of the model's bin edges: the end of its first
+        window plus the allowed lateness (when an event could first close that window)."""
+        if m.learn_until is None:
+            m.learn_until = int(ws[0]) + m.cfg.window + self.d.allowed_lateness
+        return m.learn_until
+
+    def _cut(self, m: ModelState, ws: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> int:
+        """How many of these events (in stream order) come before ``learn_until``: the edges come
+        from them (or from the first ``learn_from``), the same whatever the batches."""
+        after = ts >= self._learn_until(m, ws)
+        return int(np.argmax(after)) if after.any() else len(ts)
+
+    def _wait(self, m: ModelState, sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
+              values: npt.NDArray[np.float64] | list[Any], feats: list[Any] | npt.NDArray[np.float64], out: Output) -> None:
+        """A model of a task of several, before its shared parameters: its events wait (sampled),
+        and once an event reaches ``learn_until`` the sample is proposed to the model stage."""
         spec = m.spec
-        assert isinstance(spec, NumericSpec) and m.learn_until is not None
-        if not self.shared_edges:
-            spec.learn()
-        elif not m.proposed:
-            out.proposals.append(Proposal(m.cfg.name, m.learn_until, spec.sample.tolist()))
-            m.proposed = True
+        cut = self._cut(m, ws, ts)
+        if isinstance(spec, NumericSpec):
+            pred = np.asarray(values, dtype=np.float64)
+            spec.observe(pred[:cut], freeze=False)
+        else:
+            assert spec is not None
+            pred = spec.codes(list(values)).astype(np.float64)
+        kept = m.features.wait(self._feature_columns(m, feats), cut) if m.features is not None else None
+        m.pending.append((sids, ws, pred, kept))
+        if cut < len(ts):
+            self._propose(m, out)
+
+    def _propose(self, m: ModelState, out: Output) -> None:
+        """The sample for the shared parameters is complete: propose it to the model stage, once,
+        and wait for its ``Params``."""
+        if m.proposed or m.learn_until is None:
+            return
+        spec = m.spec
+        values = spec.sample.tolist() if isinstance(spec, NumericSpec) else []
+        out.proposals.append(Proposal(m.cfg.name, m.learn_until, values,
+                                      m.features.proposal() if m.features is not None else {}))
+        m.proposed = True
 
     def apply(self, params: Params, drop_waiting: bool = False) -> bool:
-        """The model stage's shared edges: freeze on them and count what waited for them; the windows
-        held meanwhile close at the next ``_close_due``. False: known already (or no such model).
-        ``drop_waiting``: what waited is dropped instead (counting it made the engine raise, and its
-        records were committed long ago: there is no batch left to bisect)."""
+        """The model stage's shared parameters: bin on them and count what waited for them; the
+        windows held meanwhile close at the next ``_close_due``. False: known already (or no such
+        model). ``drop_waiting``: what waited is dropped instead (counting it made the engine raise,
+        and its records were committed long ago: there is no batch left to bisect)."""
         m = self.models.get(params.model)
-        if m is None or m.shared_edges is not None:
+        if m is None or m.params is not None:
             return False
-        m.shared_edges = list(params.edges)
-        if isinstance(m.spec, NumericSpec) and not m.spec.frozen:
+        m.params = params
+        if isinstance(m.spec, NumericSpec) and not m.spec.frozen and params.edges is not None:
             m.spec.freeze_at(params.edges)
-            if drop_waiting:
-                self.metrics.engine_errors.inc(sum(len(s) for s, _w, _v in m.pending)
-                                               + sum(len(s) for s, _w, _v, _x in m.shadow_pending))
-                m.pending, m.shadow_pending = [], []
-            self._flush_pending(m)
+        if m.features is not None:
+            m.features.adopt(params.features)
+        if drop_waiting:
+            self.metrics.engine_errors.inc(sum(len(p[0]) for p in m.pending)
+                                           + sum(len(s) for s, _w, _v, _x in m.shadow_pending))
+            m.pending, m.shadow_pending = [], []
+        self._flush_pending(m)
         return True
 
     def _partition_max(self, where: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> dict[int, int]:
@@ -124,7 +156,7 @@ class IngestStep(SeriesCore):
         spec, shadow = m.spec, m.shadow
         assert spec is not None and shadow is not None
         if isinstance(spec, NumericSpec):
-            if not spec.frozen and self.shared_edges:  # they wait for the edges with the champion's
+            if not spec.frozen and self.shared_edges and m.params is None:  # they wait with the champion's
                 m.shadow_pending.append((sids, ws, np.asarray(values, dtype=np.float64), versions))
                 return
             if not spec.frozen:
@@ -151,14 +183,19 @@ class IngestStep(SeriesCore):
         return [list(map(attrgetter(f"f{j}"), feats)) for j in range(len(schema.features))]
 
     def _flush_pending(self, m: ModelState) -> None:
-        assert isinstance(m.spec, NumericSpec)  # only numeric predictions wait for their bins
-        if not m.spec.frozen:
-            m.spec.learn()
-        for sids, ws, arr in m.pending:
-            self._accumulate(m, sids, ws, m.spec.bin(arr), m.spec.clip(arr))
-        m.pending = []
-        waiting, m.shadow_pending = m.shadow_pending, []
-        for sids, ws, arr, versions in waiting:
+        """What waited for the bin edges (or the shared parameters) into its windows."""
+        spec = m.spec
+        if isinstance(spec, NumericSpec) and not spec.frozen:
+            spec.learn()
+        waiting, m.pending = m.pending, []
+        for sids, ws, pred, kept in waiting:
+            fbins = m.features.bins_of(m.features.release(kept)) if kept is not None and m.features is not None else None
+            if isinstance(spec, NumericSpec):
+                self._accumulate(m, sids, ws, spec.bin(pred), spec.clip(pred), fbins)
+            else:
+                self._accumulate(m, sids, ws, pred.astype(np.int64), None, fbins)
+        shadow, m.shadow_pending = m.shadow_pending, []
+        for sids, ws, arr, versions in shadow:
             self._shadow_add(m, sids, ws, arr, versions)
 
     def _accumulate(

@@ -35,6 +35,9 @@ from ..verdict import Params, Proposal, WindowReport
 from ..window import OpenWindows, Watermark, WindowSums
 
 FOUR_WEEKS_MS = 28 * 86_400_000
+
+FeatureColumns = list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]
+Pending = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], FeatureColumns | None]
 SIGNALS = ("prediction", "volume")
 CLEAN_FRACTION = 0.5
 
@@ -98,14 +101,16 @@ class ModelState:
         self.spec: Spec | None = None
         self.sids: list[int] = []
         self.by_segment: dict[str, int] = {}
-        self.pending: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+        # Events waiting for their bin edges: series, window starts, predictions (values, or label
+        # codes), and (waiting for shared parameters) the features as ``FeatureSketch.wait`` keeps them.
+        self.pending: list[Pending] = []
         self.features = FeatureSketch(cfg.features) if cfg.features else None
         self.seen: dict[int, set[str]] = {}  # event ids per open window
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
-        # Bin edges decided by the model stage for every partition (a task in a stage of several),
+        # Parameters decided by the model stage for every partition (a task in a stage of several),
         # whether this task proposed its sample, and the windows due while it waited for them
         # (window start -> the series then: the ones its close judges).
-        self.shared_edges: list[float] | None = None
+        self.params: Params | None = None
         self.proposed = False
         self.held: dict[int, list[int]] = {}
         # A challenger's events that came before the shared edges: (series, window starts, values, versions).
@@ -125,8 +130,8 @@ class ModelState:
         if not numeric:
             return CategoricalSpec()
         spec = NumericSpec()
-        if self.shared_edges is not None:
-            spec.freeze_at(self.shared_edges)
+        if self.params is not None and self.params.edges is not None:
+            spec.freeze_at(self.params.edges)
         return spec
 
 
@@ -138,7 +143,7 @@ class SeriesCore:
     metrics: Metrics
     clock: Callable[[], float] | None
     budget_share: float
-    shared_edges: bool  # numeric bin edges come from the model stage (``Params``), not learned here
+    shared_edges: bool  # bin edges and feature kinds come from the model stage (``Params``), not learned here
     idle_after: float
     watermark: Watermark
     models: dict[str, ModelState]
@@ -164,7 +169,7 @@ class SeriesCore:
                   sids: list[int]) -> list[Note]:
         raise NotImplementedError
 
-    def _learned(self, m: ModelState, out: Output) -> None:
+    def _propose(self, m: ModelState, out: Output) -> None:
         raise NotImplementedError
 
     def _shadow_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int,

@@ -253,7 +253,8 @@ def _small_state() -> bytes:
 
 
 def state(data: bytes) -> None:
-    from stream.state import StateError, decompress, from_chunks, from_records, loads
+    from stream.framing import StateError, decompress, from_chunks
+    from stream.state import from_records, loads
 
     real = _small_state()
     b = _Bytes(data)
