@@ -11,6 +11,8 @@ import html
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -162,6 +164,38 @@ def index_html(alerts: Sequence[Alert]) -> str:
 <body><h1>driftline alerts</h1><table><tr><th>alert</th><th>status</th><th>severity</th><th>model</th>
 <th>signal</th><th>window</th><th>summary</th></tr>{items}</table></body></html>
 """
+
+
+class AlertPages:
+    """The service's /alerts pages: its last ``keep`` published alerts, each with its explain page.
+    The consume loop adds (after a commit: published), the HTTP thread reads."""
+
+    def __init__(self, keep: int = 500):
+        self.keep = keep
+        self._alerts: OrderedDict[str, Alert] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, alerts: Iterable[Alert]) -> None:
+        with self._lock:
+            for a in alerts:
+                self._alerts.pop(a.alert_id, None)
+                self._alerts[a.alert_id] = a
+            while len(self._alerts) > self.keep:
+                self._alerts.popitem(last=False)
+
+    def page(self, path: str) -> tuple[int, str] | None:
+        """/alerts and /alerts/ALERT_ID (status and HTML); None for any other path."""
+        if path in ("/alerts", "/alerts/"):
+            with self._lock:
+                return 200, index_html(list(self._alerts.values()))
+        if path.startswith("/alerts/"):
+            alert_id = path.removeprefix("/alerts/").removesuffix(".html")
+            with self._lock:
+                alert = self._alerts.get(alert_id)
+            if alert is None:
+                return 404, f"<p>alert {html.escape(alert_id)} is not among the last {self.keep} alerts</p>"
+            return 200, explain_html(alert)
+        return None
 
 
 def write_page(a: Alert, out: Path) -> Path:

@@ -67,8 +67,9 @@ class FeatureSketch:
         return spec is not None and spec.frozen
 
     def kinds(self) -> list[str | None]:
-        """Each feature's kind as learned so far ("numeric", "categorical", or None: no value yet)."""
-        return [None if (s := self.specs[n]) is None else s.kind for n in self.names]
+        """Each feature's kind as learned so far ("numeric", "categorical", or None: no value yet);
+        while the shared parameters are awaited, as first seen here (the decoders type by it)."""
+        return [self.first_kind[n] if (s := self.specs[n]) is None else s.kind for n in self.names]
 
     def bins(self, rows: Sequence[dict[str, Any]]) -> dict[str, npt.NDArray[np.int64]]:
         """Bin ids of every ready feature for these events (the last bin is null or wrong type)."""

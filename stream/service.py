@@ -21,13 +21,11 @@ before partitions are revoked, and at shutdown.
 
 from __future__ import annotations
 
-import html
 import logging
 import signal
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,8 +34,8 @@ from confluent_kafka import KafkaError, KafkaException
 from .alertmanager import AlertmanagerSink
 from .config import Config
 from .consume import BatchConsumer
-from .contract import Alert
 from .engine import Output
+from .explain import AlertPages
 from .guard import count_culprits
 from .http import StatusServer
 from .metrics import Metrics
@@ -47,7 +45,6 @@ from .series.edge import SeriesSide
 from .typed import native_status
 
 log = logging.getLogger("driftline.service")
-RECENT_ALERTS = 500  # alerts kept for the /alerts pages
 
 
 @dataclass
@@ -78,8 +75,7 @@ class Service:
         self.stopping = threading.Event()
         self.alerts = 0
         self.commands = 0
-        self.recent_alerts: OrderedDict[str, Alert] = OrderedDict()  # last published, for /alerts
-        self._pages_lock = threading.Lock()  # the HTTP thread reads what the loop writes
+        self.pages = AlertPages(keep=500)  # the last published alerts, for /alerts
         self.alertmanager: AlertmanagerSink | None = None
         self.last_turn = time.monotonic()
         self.running = False
@@ -111,24 +107,8 @@ class Service:
     def serve_metrics(self) -> int:
         """Start /metrics, /healthz and /readyz where the config says; return the bound port."""
         m = self.config.metrics
-        self.http = StatusServer(self.metrics.registry, self.healthy, self.ready, m.host, m.port, self.page)
+        self.http = StatusServer(self.metrics.registry, self.healthy, self.ready, m.host, m.port, self.pages.page)
         return self.http.port
-
-    def page(self, path: str) -> tuple[int, str] | None:
-        """/alerts and /alerts/ALERT_ID: the recent published alerts, and each one's explain page."""
-        from .explain import explain_html, index_html
-
-        if path in ("/alerts", "/alerts/"):
-            with self._pages_lock:
-                return 200, index_html(list(self.recent_alerts.values()))
-        if path.startswith("/alerts/"):
-            alert_id = path.removeprefix("/alerts/").removesuffix(".html")
-            with self._pages_lock:
-                alert = self.recent_alerts.get(alert_id)
-            if alert is None:
-                return 404, f"<p>alert {html.escape(alert_id)} is not among the last {RECENT_ALERTS} alerts</p>"
-            return 200, explain_html(alert)
-        return None
 
     def healthy(self) -> tuple[bool, str]:
         stuck = time.monotonic() - self.last_turn
@@ -262,12 +242,7 @@ class Service:
         self.alerts += len(self.buffer.alerts)
         if self.alertmanager is not None:
             self.alertmanager.submit(self.buffer.alerts)  # published: now route them to people too
-        with self._pages_lock:
-            for a in self.buffer.alerts:  # published now: worth a page
-                self.recent_alerts.pop(a.alert_id, None)
-                self.recent_alerts[a.alert_id] = a
-            while len(self.recent_alerts) > RECENT_ALERTS:
-                self.recent_alerts.popitem(last=False)
+        self.pages.add(self.buffer.alerts)  # published now: worth a page
         self.commands += len(self.buffer.commands)
         self.buffer = Output()
 

@@ -178,19 +178,22 @@ class TypedDecoder:
 
 @dataclass(slots=True)
 class Columns:
-    """One model's events of a batch, decoded straight into columns (arrays are read-only)."""
+    """One model's events of a batch as columns (the compiled decoder's arrays are read-only), the
+    shape in which both decoders hand events to the router."""
 
     model: str
     where: npt.NDArray[np.int64]  # each event's position in the batch
     ts: npt.NDArray[np.int64]
-    # the predictions: numbers, or (labels) the numbers of text predictions in the model's native
-    # table (a probability map counts as its top class)
-    prediction: npt.NDArray[np.float64] | npt.NDArray[np.int64]
+    # the predictions: numbers, or (labels) text predictions: the compiled decoder gives their
+    # numbers in the model's native table (a probability map counts as its top class), the Python
+    # one the texts
+    prediction: npt.NDArray[np.float64] | npt.NDArray[np.int64] | list[str]
     labels: bool
-    # one row per event, one column per monitored feature (NaN: null); a text feature's column holds
-    # the numbers of its values in the model's native table (``feature_labels()``)
-    features: npt.NDArray[np.float64]
-    segment: npt.NDArray[np.int64]  # numbers in the model's native segment table
+    # compiled: one row per event, one column per monitored feature (NaN: null), a text feature's
+    # column holding the numbers of its values in the model's native table (``feature_labels()``);
+    # Python: each event's feature struct (or dict)
+    features: npt.NDArray[np.float64] | list[Any]
+    segment: npt.NDArray[np.int64]  # numbers in the model's native segment table, or of this batch's segments
     ids: list[str]
     versions: list[str | None] | None  # None: no event sent a model_version
 

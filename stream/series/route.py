@@ -1,15 +1,17 @@
 """Routing: a batch's records to (model, series), column-wise, with the reason for each one refused.
 
-Two ways in: the compiled decoder's columns when the whole batch decodes and every model's part is
-clean (``_plans``, then ``_commit``), else the Python decoder's events, column-wise when a model's
-part is clean (``_route``) and event by event otherwise (``_route_each``), so that the first failing
-check names each refused event's reason. Either way a model's accepted events leave as one
-``Routed``: series ids, times, values, features, in stream order.
+One router for both decoders: each hands a model's events over as ``Columns`` (the compiled
+decoder the whole batch at once, when every record decodes; the Python decoder per model, when its
+events' predictions are all of one type), ``_plan`` checks a model's columns clean (nothing to
+refuse: no future time, no repeated id, room for its new series) and ``_commit`` routes them. What
+is not clean goes event by event (``_route_each``), so that the first failing check names each
+refused event's reason. Either way a model's accepted events leave as one ``Routed``: series ids,
+times, values, features, in stream order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +42,14 @@ class Routed:
 
 @dataclass(slots=True)
 class Plan:
-    """A model's natively decoded events, checked clean, with what routing them will change."""
+    """A model's decoded events, checked clean, with what routing them will change."""
 
     cols: Columns
     by_window: list[tuple[int, list[str]]]  # event ids per window they fall in
     late: npt.NDArray[np.bool_]
-    new: dict[int, tuple[dict[str, str], str]]  # native segment number -> (segment, its key) to look up
+    new: dict[int, tuple[dict[str, str], str]]  # segment number -> (segment, its key) to look up
+    sids: npt.NDArray[np.int64]  # segment number -> series id (-1: not known yet), filled by _commit
+    keys: list[Any] | None = None  # segment number -> the Python decoder's key (its cache's)
 
 
 class RouteStep(SeriesCore):
@@ -92,44 +96,45 @@ class RouteStep(SeriesCore):
 
     def _route(self, m: ModelState, evs: list[Any], where: Sequence[int], now_ms: int | None,
                out: Output) -> Routed | None:
-        """A model's events to series ids, column-wise, when the batch is clean (no event to reject, all
-        of one prediction type, no repeated id); otherwise event by event, with the reason for each."""
-        ts = np.array([e.ts for e in evs], dtype=np.int64)
-        preds = [e.prediction for e in evs]
-        types = set(map(type, preds))
-        kind = "numeric" if types <= {float, int} else "categorical" if types == {str} else None
-        clean = kind is not None and (m.spec is None or m.spec.kind == kind)
-        limit = self._limit(ts, now_ms)
-        if clean and limit is not None and int(ts.max()) > limit:
-            clean = False
-        ws = ts - ts % m.cfg.window
-        by_window = self._by_window(ws, [e.event_id for e in evs])
-        if clean and not self._fresh(m, by_window):
-            clean = False
+        """A model's Python-decoded events: as columns through ``_plan`` when they are clean, else
+        event by event, with the reason for each one refused."""
         keys = self._keys(m, evs)
+        plan = self._python_plan(m, evs, where, keys, now_ms)
+        if plan is not None:
+            return self._commit(m, plan)
+        ts = np.array([e.ts for e in evs], dtype=np.int64)
+        ws = ts - ts % m.cfg.window
         # A late event is dead-lettered at ingest: it must not create a series on its way there
         # (one that never received an event would never expire).
-        late = m.windows.late_mask(ws)
-        if clean:
-            sids = list(map(m.by_values.get, keys))
-            if None in sids:
-                new = {k for k, s, lt in zip(keys, sids, late.tolist(), strict=True) if s is None and not lt}
-                if len(m.sids) + len(new) > self.d.max_series_per_model:
-                    clean = False
-                else:
-                    for i, s in enumerate(sids):
-                        if s is None:
-                            sids[i] = -1 if late[i] else self._series_of(m, keys[i], evs[i].segment)
-        if not clean:
-            return self._route_each(m, evs, where, keys, ws, late, limit, now_ms, out)
-        assert kind is not None
-        if m.spec is None:
-            m.spec = m.new_spec(kind == "numeric")
-        self._note_seen(m, by_window)
-        values: npt.NDArray[np.float64] | list[Any] = np.array(preds, dtype=np.float64) if kind == "numeric" else preds
-        versions = [e.model_version for e in evs] if m.shadow is not None else None
-        return Routed(np.array(sids, dtype=np.int64), ts, values, np.asarray(where, dtype=np.int64),
-                       [e.features for e in evs], late, versions)
+        return self._route_each(m, evs, where, keys, ws, m.windows.late_mask(ws), self._limit(ts, now_ms), now_ms, out)
+
+    def _python_plan(self, m: ModelState, evs: list[Any], where: Sequence[int], keys: list[Any],
+                     now_ms: int | None) -> Plan | None:
+        """The events as the compiled decoder would hand them over (segments numbered in order of
+        first appearance in this batch, series ids from the decoder's cache), then ``_plan``."""
+        preds = [e.prediction for e in evs]
+        types = set(map(type, preds))
+        if types <= {float, int}:
+            prediction: npt.NDArray[np.float64] | list[str] = np.array(preds, dtype=np.float64)
+        elif types == {str}:
+            prediction = preds
+        else:
+            return None  # mixed, or probability maps: event by event
+        number = dict.fromkeys(keys, 0)
+        for u, k in enumerate(number):
+            number[k] = u
+        first = list(number)
+        segment = np.fromiter(map(number.__getitem__, keys), np.int64, len(keys))
+        cols = Columns(m.cfg.name, np.asarray(where, dtype=np.int64), np.array([e.ts for e in evs], dtype=np.int64),
+                       prediction, types == {str}, [e.features for e in evs], segment, [e.event_id for e in evs],
+                       [e.model_version for e in evs] if m.shadow is not None else None)
+        sids = np.fromiter((m.by_values.get(k, -1) for k in first), np.int64, len(first))
+
+        def describe(u: int) -> tuple[dict[str, str], str]:
+            seg = self._segment(m, first[u], first[u])
+            return seg, segment_key(seg)
+
+        return self._plan(m, cols, sids, describe, now_ms, first)
 
     @staticmethod
     def _by_window(ws: npt.NDArray[np.int64], ids: list[str]) -> list[tuple[int, list[str]]]:
@@ -156,9 +161,9 @@ class RouteStep(SeriesCore):
                 seen.update(part)
 
     def _plans(self, records: Sequence[Record], now_ms: int | None) -> list[tuple[ModelState, Plan]] | None:
-        """The batch through the native decoder, when it reads every record and every model's events
-        are clean (the checks of ``_route``); None sends the batch the event-by-event way. Changes
-        nothing but caches: a batch must not be half routed when one model's part is not clean."""
+        """The batch through the compiled decoder, when it reads every record and every model's
+        events are clean; None sends the whole batch to the Python decoder. Changes nothing but
+        caches: a batch must not be half routed when one model's part is not clean."""
         for name, table in self.typed.native.items():
             m = self.models[name]
             if m.native_table is not table or len(table) > 2 * self.d.max_series_per_model + 10_000:
@@ -170,31 +175,41 @@ class RouteStep(SeriesCore):
         plans = []
         for c in sorted(cols, key=lambda c: int(c.where[0])):  # models in order of first event, as _by_model
             m = self.models[c.model]
-            if m.spec is not None and m.spec.kind != ("categorical" if c.labels else "numeric"):
-                return None
-            limit = self._limit(c.ts, now_ms)
-            if limit is not None and int(c.ts.max()) > limit:
-                return None
-            ws = c.ts - c.ts % m.cfg.window
-            by_window = self._by_window(ws, c.ids)
-            if not self._fresh(m, by_window):
-                return None
-            late = m.windows.late_mask(ws)
             top = int(c.segment.max()) + 1
             if len(m.native_sids) < top:
                 m.native_sids = np.concatenate([m.native_sids, np.full(max(top, 2 * len(m.native_sids)) - len(m.native_sids), -1, np.int64)])
-            unknown, first = np.unique(c.segment[(m.native_sids[c.segment] < 0) & ~late], return_index=True)
-            new: dict[int, tuple[dict[str, str], str]] = {}
-            if len(unknown):
-                table = self.typed.native[c.model]
-                for u in unknown[np.argsort(first)].tolist():  # new series in event order, as _route
-                    seg = dict(table.segment(u))
-                    new[u] = (seg, segment_key(seg))
-                fresh = sum(key not in m.by_segment for _seg, key in new.values())
-                if len(m.sids) + fresh > self.d.max_series_per_model:
-                    return None
-            plans.append((m, Plan(c, by_window, late, new)))
+            table = self.typed.native[c.model]
+
+            def describe(u: int, table: Any = table) -> tuple[dict[str, str], str]:
+                seg = dict(table.segment(u))
+                return seg, segment_key(seg)
+
+            plan = self._plan(m, c, m.native_sids, describe, now_ms)
+            if plan is None:
+                return None
+            plans.append((m, plan))
         return plans
+
+    def _plan(self, m: ModelState, c: Columns, sids: npt.NDArray[np.int64],
+              describe: Callable[[int], tuple[dict[str, str], str]], now_ms: int | None,
+              keys: list[Any] | None = None) -> Plan | None:
+        """A model's columns, checked clean (the checks ``_route_each`` makes one by one), with the
+        new series routing them will make; None: not clean. Changes nothing."""
+        if m.spec is not None and m.spec.kind != ("categorical" if c.labels else "numeric"):
+            return None
+        limit = self._limit(c.ts, now_ms)
+        if limit is not None and int(c.ts.max()) > limit:
+            return None
+        ws = c.ts - c.ts % m.cfg.window
+        by_window = self._by_window(ws, c.ids)
+        if not self._fresh(m, by_window):
+            return None
+        late = m.windows.late_mask(ws)
+        unknown, first = np.unique(c.segment[(sids[c.segment] < 0) & ~late], return_index=True)
+        new = {u: describe(u) for u in unknown[np.argsort(first)].tolist()}  # new series in event order
+        if len(m.sids) + sum(key not in m.by_segment for _seg, key in new.values()) > self.d.max_series_per_model:
+            return None
+        return Plan(c, by_window, late, new, sids, keys)
 
     def _commit(self, m: ModelState, plan: Plan) -> Routed:
         """Route a clean plan: new series made, ids noted, the columns handed on as they are."""
@@ -203,15 +218,17 @@ class RouteStep(SeriesCore):
             m.spec = m.new_spec(not c.labels)
         for u, (seg, key) in plan.new.items():
             sid = m.by_segment.get(key)
-            m.native_sids[u] = self._new_series(m, seg, key) if sid is None else sid
+            plan.sids[u] = self._new_series(m, seg, key) if sid is None else sid
+            if plan.keys is not None:
+                m.by_values[plan.keys[u]] = int(plan.sids[u])
         self._note_seen(m, plan.by_window)
         versions: list[str | None] | None = None
         if m.shadow is not None:
             versions = c.versions if c.versions is not None else [None] * len(c.ids)
-        values: npt.NDArray[np.float64] | list[str] = c.prediction  # type: ignore[assignment]
-        if c.labels:  # text predictions, as the sketch takes them
-            values = list(map(self.typed.native[c.model].labels().__getitem__, c.prediction.tolist()))
-        return Routed(m.native_sids[c.segment], c.ts, values, c.where, c.features, plan.late, versions)
+        values: Any = c.prediction
+        if c.labels and not isinstance(values, list):  # the compiled decoder's label numbers, as text
+            values = list(map(self.typed.native[c.model].labels().__getitem__, values.tolist()))
+        return Routed(plan.sids[c.segment], c.ts, values, c.where, c.features, plan.late, versions)
 
     def _keys(self, m: ModelState, evs: list[Any]) -> list[Any]:
         """Each event's segment as a hashable key: the typed segment struct, or the sorted pairs."""
