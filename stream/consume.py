@@ -69,6 +69,9 @@ class BatchConsumer:
         self._on_assign = on_assign
         self._on_lost = on_lost
         self.lag: dict[int, int] = {}
+        # A fatal error outside any message (seen: a static member fenced by its own former self
+        # after a broker restart): the consumer reads nothing again, and the service replaces it.
+        self.failed: KafkaError | None = None
         self.consumer = Consumer(
             {
                 **FETCH,
@@ -81,6 +84,7 @@ class BatchConsumer:
                 "fetch.max.bytes": 52_428_800,
                 "max.partition.fetch.bytes": 4_194_304,
                 "session.timeout.ms": cfg.session_timeout,
+                "error_cb": self._error,
                 **({"group.instance.id": cfg.instance_id} if cfg.instance_id else {}),
             },
             logger=log,
@@ -88,6 +92,11 @@ class BatchConsumer:
         self.consumer.subscribe(
             [cfg.input_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
+
+    def _error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("input consumer failed for good: %s", err.str())
+            self.failed = err
 
     def _assigned(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         log.info("assigned partitions %s", [p.partition for p in parts])

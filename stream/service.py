@@ -169,7 +169,7 @@ class Service:
                 if time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000:
                     self._commit()
                     last_commit = time.monotonic()
-                if self._reconnect:
+                if self._reconnect or consumer.failed is not None:
                     consumer = self._new_consumer()
                 if on_batch is not None and records:
                     on_batch(self.summary(started))
@@ -285,9 +285,10 @@ class Service:
         self._rewind(dirty)
 
     def _new_consumer(self) -> BatchConsumer:
-        """After the producer got stuck (the cluster went away and came back), start the consumer
-        afresh too: a consumer that lived through the outage was once seen never to rejoin its
-        group. Everything uncommitted was rewound already, so closing hands over nothing."""
+        """After the producer got stuck (the cluster went away and came back), or the consumer
+        failed for good, start the consumer afresh: a consumer that lived through the outage was
+        once seen never to rejoin its group. What was not committed goes, so closing hands over
+        nothing."""
         self._reconnect = False
         old = self._consumer
         if old is not None:
@@ -302,7 +303,7 @@ class Service:
                 self.model.close()
             except KafkaException as exc:
                 log.warning("closing the old model-stage consumer: %s", exc)
-        log.warning("consumer restarted after the producer was replaced")
+        log.warning("input and model-stage consumers started afresh")
         self._consumer = self._make_consumer()
         self.model = self._make_model()
         return self._consumer

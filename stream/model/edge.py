@@ -11,6 +11,7 @@ same transaction as the rest of what the process commits (the service's ``_commi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -43,17 +44,8 @@ class ModelSide:
         self.restore_stall = restore_stall
         self._on_revoke, self._on_lost = on_revoke, on_lost
         self.topic = config.kafka.verdicts()
-        k = config.kafka
-        self.consumer = Consumer({
-            **client_settings(k),
-            "group.id": f"{k.group_id}.model",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "session.timeout.ms": k.session_timeout,
-            **({"group.instance.id": f"{k.instance_id}.model"} if k.instance_id else {}),
-        }, logger=log)
-        self.consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+        self._fatal: KafkaError | None = None  # the consumer failed for good (``_error``)
+        self.consumer = self._consumer()
         self.task: ModelTask | None = None
         self.frontier: Frontier | None = None
         self.committed: bytes | None = None  # the state as of the last committed transaction
@@ -61,11 +53,58 @@ class ModelSide:
         self.dirty = False
         self.uncommitted = 0  # windows decided since the last commit
         self._written: bytes | None = None  # the state records of the transaction under way
+        self._unseeked = False  # a rewind's seek has not succeeded yet
+
+    def _consumer(self) -> Consumer:
+        k = self.config.kafka
+        consumer = Consumer({
+            **client_settings(k),
+            "group.id": f"{k.group_id}.model",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": k.session_timeout,
+            "error_cb": self._error,
+            **({"group.instance.id": f"{k.instance_id}.model"} if k.instance_id else {}),
+        }, logger=log)
+        consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+        return consumer
+
+    def _error(self, err: KafkaError) -> None:
+        """librdkafka's errors outside any message. A fatal one (seen: "static consumer fenced by
+        other consumer with same group.instance.id", its own former self, after a broker restart)
+        leaves the consumer reading nothing ever again: it is replaced at the next poll."""
+        if err.fatal():
+            self._fatal = err
+
+    def _replace(self) -> None:
+        err, self._fatal = self._fatal, None
+        log.error("verdicts consumer failed for good (%s): a new one; the model stage goes back to its last commit",
+                  err.str() if err is not None else "?")
+        if self.task is not None:
+            self.task = self.frontier = None
+            self._on_lost()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
+        self.consumer = self._consumer()
 
     # ----------------------------------------------------------------- the loop's calls
     def poll(self, out: Output) -> None:
         """What the series tasks reported since the last call; the windows it makes due, decided."""
-        msgs = self.consumer.consume(num_messages=10_000, timeout=0)
+        if self._fatal is not None:
+            self._replace()
+            return
+        if self._unseeked and not self._seek():
+            return  # what it would read comes from where the task is not
+        try:
+            msgs = self.consumer.consume(num_messages=10_000, timeout=0)
+        except KafkaException as exc:  # a seek that failed after it was taken (the broker away)
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is None or err.fatal() or err.code() != KafkaError._STATE:
+                raise
+            log.warning("verdicts consumer: %s: seeking to the last committed offset again", err.str())
+            self._unseeked = True
+            return
         if self.task is None or self.frontier is None:
             return
         now = self.clock()
@@ -73,7 +112,8 @@ class ModelSide:
             err = msg.error()
             if err is not None:
                 if err.fatal():
-                    raise KafkaException(err)
+                    self._fatal = err  # replaced at the next poll
+                    return
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("verdicts consumer error (retried by the client): %s", err.str())
                 continue
@@ -129,10 +169,23 @@ class ModelSide:
         if self.task is None:
             return
         self._start(self.committed)
-        self.consumer.seek(TopicPartition(self.topic, 0, self.offset))
+        self._unseeked = True
+        self._seek()
         self.dirty = False
         self.uncommitted = 0
         self.metrics.windows_uncommitted.set(0)
+
+    def _seek(self) -> bool:
+        """Seek to the last committed offset. librdkafka refuses while the partition is not being
+        fetched (``_STATE``: seen while the broker restarts): then nothing is read until it is done."""
+        try:
+            self.consumer.seek(TopicPartition(self.topic, 0, self.offset))
+        except KafkaException as exc:
+            log.warning("verdicts: seek to the last committed offset %d failed (%s): retried before reading on",
+                        self.offset, exc)
+            return False
+        self._unseeked = False
+        return True
 
     def close(self) -> None:
         self.consumer.close()
@@ -163,6 +216,7 @@ class ModelSide:
         if chunks and blob is None:
             log.error("the model stage's state has incomplete chunks: starting it from scratch")
         self.committed = blob
+        self._unseeked = False  # a new assignment starts at the committed offset
         self._start(blob)
         committed = consumer.committed([TopicPartition(self.topic, 0)], timeout=60)
         self.offset = committed[0].offset if committed and committed[0].offset >= 0 else OFFSET_BEGINNING

@@ -76,6 +76,7 @@ class SeriesSide:
         self.restore_seconds = 0.0
         self.params: dict[str, Params] = {}  # the model stage's shared parameters, by model
         self._drop_waiting: set[int] = set()  # partitions to rewind without what waited for the edges
+        self._unseeked: set[int] = set()  # partitions whose rewind's seek has not succeeded yet
         self.paused: set[int] = set()  # partitions not read while their task holds windows
         self._params_in: Consumer | None = None  # made at the first read, once the topic exists
 
@@ -149,8 +150,11 @@ class SeriesSide:
             part = self.partitions.get(p)
             if part is not None:
                 part.task.watermark.caught_up(p)
+        seeked = self._seek_pending() if self._unseeked else set()
         for p, part in self.partitions.items():
             recs = by_partition.get(p)
+            if p in self._unseeked or p in seeked:
+                continue  # read from where the task is not: dropped, read again after the seek
             if recs and self._is_suspect(p, recs):
                 try:
                     got = isolate(part.task, recs)
@@ -254,14 +258,31 @@ class SeriesSide:
 
         Remembering them (rather than asking the group coordinator) keeps the rewind working while
         the coordinator is away, e.g. during a broker restart. A seek that fails would leave the
-        task and the consumer position out of step, so it raises.
+        task and the consumer position out of step, so it is retried (``_seek_pending``) and the
+        partition's records are not processed meanwhile.
         """
+        self._unseeked.update(p for p in partitions if p in self.partitions)
+        self._seek_pending()
+
+    def _seek_pending(self) -> set[int]:
+        """The seeks still owed. librdkafka refuses a seek while a partition is not being fetched
+        (``_STATE``: seen while the broker restarts); such a partition's records are dropped until
+        its seek succeeds (they come from a position the task is no longer at)."""
         assert self.consumer is not None
         topic = self.config.kafka.input_topic
-        for p in partitions:
+        done: set[int] = set()
+        for p in sorted(self._unseeked):
             part = self.partitions.get(p)
-            if part is not None:
-                self.consumer.consumer.seek(TopicPartition(topic, p, part.offset))
+            try:
+                if part is not None:
+                    self.consumer.consumer.seek(TopicPartition(topic, p, part.offset))
+            except KafkaException as exc:
+                log.warning("partition %d: seek to its last committed offset %d failed (%s): retried before "
+                            "its next records", p, part.offset if part is not None else -1, exc)
+                continue
+            self._unseeked.discard(p)
+            done.add(p)
+        return done
 
     # ----------------------------------------------------------------- partitions and their state
     def _state_key(self, partition: int) -> bytes:
