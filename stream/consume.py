@@ -54,6 +54,12 @@ def client_settings(cfg: KafkaConfig) -> dict[str, Any]:
     return {"bootstrap.servers": cfg.bootstrap_servers, **cfg.client}
 
 
+def fatal(err: KafkaError) -> bool:
+    """A consumer error it does not recover from: fatal, or librdkafka's event that one occurred
+    (``_FATAL``, whose own flag is not set: seen for a static member fenced by its former self)."""
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
 class BatchConsumer:
     """Thin wrapper over confluent-kafka's Consumer: subscribe, consume in batches, commit."""
 
@@ -94,7 +100,7 @@ class BatchConsumer:
         )
 
     def _error(self, err: KafkaError) -> None:
-        if err.fatal():
+        if fatal(err) and self.failed is None:
             log.error("input consumer failed for good: %s", err.str())
             self.failed = err
 
@@ -125,8 +131,9 @@ class BatchConsumer:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                if err.fatal():
-                    raise KafkaException(err)
+                if fatal(err):
+                    self._error(err)  # the service replaces this consumer
+                    continue
                 # Everything else (broker down, transport, topic not there yet) is reported and
                 # retried by librdkafka itself; the loop keeps polling so the group can recover.
                 log.warning("consumer error (retried by the client): %s", err.str())

@@ -262,6 +262,49 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
+def fenced_input(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int, list[tuple[str, str, str, int]], list[str], Path]:
+    tmp_path = tmp_path_factory.mktemp("fenced")
+    run_id, topic, total = fresh_input(kafka_bootstrap, "fenced", 3, 4, 100, [(2, 40, "shift", 1.5)])
+    ref = f"ref-{run_id}"
+    proc = start(config(tmp_path, ref, kafka_bootstrap, topic), idle_exit=5)
+    assert proc.wait(timeout=300) == 0, log_tail(proc)
+    want_alerts, want_commands = transitions(kafka_bootstrap, ref)
+    assert want_alerts
+    return topic, total, want_alerts, want_commands, tmp_path
+
+
+@pytest.mark.parametrize("stage", ["input", "model"])
+def test_a_consumer_fenced_by_its_own_static_identity_is_replaced_and_loses_nothing(
+        kafka_bootstrap: str, fenced_input: tuple[str, int, list[tuple[str, str, str, int]], list[str], Path],
+        stage: str) -> None:
+    """A consumer that joins with the ``group.instance.id`` of the service's input (or model-stage)
+    consumer fences it, as after a broker restart when the service's former self still holds its
+    identity (a fatal error: it reads nothing ever again). The service replaces it, and its output
+    still equals an uninterrupted run's."""
+    topic, total, want_alerts, want_commands, tmp_path = fenced_input
+    name = f"fenced-{stage}-{uuid.uuid4().hex[:8]}"
+    proc = start(config(tmp_path, name, kafka_bootstrap, topic), idle_exit=20, log_level="INFO")
+    deadline = time.monotonic() + 120
+    while lag(kafka_bootstrap, f"{name}-group", topic, 3) >= total and time.monotonic() < deadline:
+        time.sleep(0.3)
+    group, member, read = ((f"{name}-group", f"{name}-1", topic) if stage == "input"
+                           else (f"{name}-group.model", f"{name}-1.model", f"{name}-group.verdicts"))
+    intruder = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "group.instance.id": member,
+                         "session.timeout.ms": 10_000, "enable.auto.commit": False})
+    intruder.subscribe([read])
+    until = time.monotonic() + 3
+    while time.monotonic() < until:
+        intruder.poll(0.1)
+    remaining = lag(kafka_bootstrap, f"{name}-group", topic, 3)
+    intruder.close()
+    assert proc.wait(timeout=300) == 0, log_tail(proc)
+    assert 0 < remaining < total  # fenced mid-stream
+    said = "input consumer failed for good" if stage == "input" else "verdicts consumer failed for good"
+    assert said in LOGS[proc.pid].read_text(errors="replace")
+    assert_same_output(kafka_bootstrap, name, topic, 3, want_alerts, want_commands)
+
+
+@pytest.fixture(scope="module")
 def txn_input(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int, list[tuple[str, str, str, int]], list[str], Path]:
     """One input topic and the output of one clean run over it, shared by the failure cases."""
     from stream.config import load_config

@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..config import Config
-from ..consume import client_settings
+from ..consume import client_settings, fatal
 from ..framing import compress, decompress, from_chunks, to_chunks
 from ..metrics import Metrics
 from ..series.tables import Output
@@ -74,8 +74,22 @@ class ModelSide:
         """librdkafka's errors outside any message. A fatal one (seen: "static consumer fenced by
         other consumer with same group.instance.id", its own former self, after a broker restart)
         leaves the consumer reading nothing ever again: it is replaced at the next poll."""
-        if err.fatal():
+        if fatal(err):
             self._fatal = err
+
+    def _drain(self) -> None:
+        """While a seek is owed: serve the consumer's callbacks (errors, rebalances) and drop what
+        it read from the old position."""
+        try:
+            msgs = self.consumer.consume(num_messages=10_000, timeout=0)
+        except KafkaException as exc:
+            if exc.args and isinstance(exc.args[0], KafkaError) and fatal(exc.args[0]):
+                self._fatal = exc.args[0]
+            return
+        for msg in msgs:
+            err = msg.error()
+            if err is not None and fatal(err):
+                self._fatal = err
 
     def _replace(self) -> None:
         err, self._fatal = self._fatal, None
@@ -86,6 +100,7 @@ class ModelSide:
             self._on_lost()
         with contextlib.suppress(KafkaException, RuntimeError):
             self.consumer.close()
+        self._unseeked = False  # the new consumer starts at the committed offset
         self.consumer = self._consumer()
 
     # ----------------------------------------------------------------- the loop's calls
@@ -95,7 +110,8 @@ class ModelSide:
             self._replace()
             return
         if self._unseeked and not self._seek():
-            return  # what it would read comes from where the task is not
+            self._drain()  # what it would read comes from where the task is not
+            return
         try:
             msgs = self.consumer.consume(num_messages=10_000, timeout=0)
         except KafkaException as exc:  # a seek that failed after it was taken (the broker away)
@@ -111,7 +127,7 @@ class ModelSide:
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                if err.fatal():
+                if fatal(err):
                     self._fatal = err  # replaced at the next poll
                     return
                 if err.code() != KafkaError._PARTITION_EOF:
