@@ -166,7 +166,10 @@ class Service:
                     self.metrics.consumer_lag.labels(str(p)).set(lag)
                 if records:
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
-                if time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000:
+                # A stage waiting on the other commits at once: proposals for the shared parameters
+                # (the partitions hold their windows meanwhile) and the parameters decided.
+                if (time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000
+                        or self.buffer.params or self.series.proposed):
                     self._commit()
                     last_commit = time.monotonic()
                 if self._reconnect or consumer.failed is not None:
@@ -329,7 +332,7 @@ class Service:
     def _drop_uncommitted(self) -> None:
         """The buffer goes: what it held is redone from the last commit, by the model stage too."""
         self.buffer = Output()
-        self.series.verdicts_out = []
+        self.series.verdicts_out, self.series.proposed = [], False
         if self.model is not None and self.model.dirty:
             self.model.rewind()
 

@@ -73,6 +73,7 @@ class SeriesSide:
         # Offsets (first, last) per partition of a batch that made a task raise: isolated when read again.
         self.suspects: dict[int, tuple[int, int]] = {}
         self.verdicts_out: list[tuple[bytes | None, bytes]] = []  # reports and marks for the model stage
+        self.proposed = False  # verdicts_out holds a proposal for shared parameters (committed at once)
         self.restore_seconds = 0.0
         self.params: dict[str, Params] = {}  # the model stage's shared parameters, by model
         self._drop_waiting: set[int] = set()  # partitions to rewind without what waited for the edges
@@ -175,6 +176,7 @@ class SeriesSide:
                 part.dirty = True
             for prop in got.proposals:
                 self.verdicts_out.append((prop.model.encode(), encode(p, prop)))
+                self.proposed = True
             for r in got.reports:
                 self.verdicts_out.append((r.model.encode(), encode(p, r)))
             got.reports, got.proposals = [], []
@@ -235,7 +237,7 @@ class SeriesSide:
 
     def committed_now(self, snapshots: dict[int, dict[str, bytes]], positions: list[TopicPartition]) -> None:
         """The transaction committed: it held these snapshots and offsets, the queue went with it."""
-        self.verdicts_out = []
+        self.verdicts_out, self.proposed = [], False
         for p, snap in snapshots.items():
             part = self.partitions[p]
             part.committed_state = {**(part.committed_state or {}), **snap}
@@ -387,7 +389,7 @@ class SeriesSide:
         for p in partitions:
             self.partitions.pop(p, None)
         self.paused -= set(partitions)
-        self.verdicts_out = []
+        self.verdicts_out, self.proposed = [], False
         for part in self.partitions.values():
             if part.dirty:
                 part.task = self.task_from(part.committed_state)
