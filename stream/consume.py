@@ -47,6 +47,10 @@ class MessageRun(Sequence[Record]):
 # consumer that works on its batches then waits for data most of the time: it held the service's
 # loop, and a plain consumer, to a third of their speed. [kafka.client] may set it otherwise.
 FETCH = {"fetch.queue.backoff.ms": 10}
+#: The internal topics between the stages carry a few records per window: what matters is how soon
+#: one is seen (a partition holding its first windows waits for the shared parameters), not bytes
+#: per fetch, so the broker answers a fetch after at most this long instead of 500 ms.
+INTERNAL_FETCH = {"fetch.wait.max.ms": 20, "fetch.queue.backoff.ms": 10}
 
 
 def client_settings(cfg: KafkaConfig) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..config import Config
-from ..consume import client_settings, fatal
+from ..consume import INTERNAL_FETCH, client_settings, fatal
 from ..framing import compress, decompress, from_chunks, to_chunks
 from ..metrics import Metrics
 from ..series.tables import Output
@@ -58,6 +58,7 @@ class ModelSide:
     def _consumer(self) -> Consumer:
         k = self.config.kafka
         consumer = Consumer({
+            **INTERNAL_FETCH,
             **client_settings(k),
             "group.id": f"{k.group_id}.model",
             "enable.auto.commit": False,

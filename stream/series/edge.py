@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from ..config import Config
-from ..consume import BatchConsumer, MessageRun, client_settings
+from ..consume import INTERNAL_FETCH, BatchConsumer, MessageRun, client_settings
 from ..framing import StateError, compress, decompress, from_chunks, to_chunks
 from ..guard import EngineFailure, engine_error, isolate, summary
 from ..metrics import Metrics
@@ -89,7 +89,7 @@ class SeriesSide:
         if self._params_in is None:
             k = self.config.kafka
             self._params_in = Consumer({
-                **client_settings(k), "group.id": f"{k.group_id}.params-reader", "enable.auto.commit": False,
+                **INTERNAL_FETCH, **client_settings(k), "group.id": f"{k.group_id}.params-reader", "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             }, logger=log)
             self._params_in.assign([TopicPartition(k.params(), 0, OFFSET_BEGINNING)])
