@@ -125,9 +125,10 @@ class BatchConsumer:
         elif self._on_revoke:
             self._on_revoke([p.partition for p in parts])
 
-    def batch(self) -> dict[int, MessageRun]:
-        """Up to ``batch_size`` records, by partition; errors that are not retriable raise."""
-        msgs = self.consumer.consume(num_messages=self.cfg.batch_size, timeout=self.cfg.poll_timeout)
+    def batch(self, timeout: float | None = None) -> dict[int, MessageRun]:
+        """Up to ``batch_size`` records, by partition, waiting at most ``timeout`` (``poll_timeout``)."""
+        msgs = self.consumer.consume(num_messages=self.cfg.batch_size,
+                                     timeout=self.cfg.poll_timeout if timeout is None else timeout)
         runs: dict[int, MessageRun] = {}
         run: MessageRun | None = None
         for msg in msgs:

@@ -151,7 +151,9 @@ class Service:
                 back = self.series.read_params()
                 if back:  # every partition with work since the commit goes back with them (the buffer goes)
                     self._rewind(sorted(set(back) | set(self.series.dirty())))
-                records = consumer.batch()
+                # While partitions wait for the shared parameters, the loop turns quickly: what they
+                # wait for comes on the internal topics, which each turn reads.
+                records = consumer.batch(timeout=0.02 if self.series.paused else None)
                 # Partitions paused for the shared edges are waiting for the model stage, not idle.
                 idle = (0.0 if records or not self.series.partitions or self.series.paused
                         else idle + time.monotonic() - polled)

@@ -70,7 +70,13 @@ def test_the_service_decides_as_a_replay_of_its_topic(kafka_bootstrap: str, tmp_
     name = f"stages-{run_id}"
     path = config(tmp_path, name, kafka_bootstrap, topic)
     path.write_text(path.read_text().replace("[metrics]", "[defaults]\ngroup_min_segments = 3\n\n[metrics]"))
-    Service(load_config(path), commit_interval=0.5).run(idle_exit=6)
+    service = Service(load_config(path), commit_interval=0.5)
+    # Back-pressure at its tightest: a partition holding its first windows is paused at once (by
+    # default only past 250,000 events waiting for the shared parameters).
+    service.series.hold_events = 0
+    paused: list[int] = []
+    service.run(idle_exit=6, on_batch=lambda _s: paused.append(len(service.series.paused)))
+    assert max(paused) > 0  # partitions were paused, and resumed: the whole topic was read
     got_alerts, got_commands = transitions(kafka_bootstrap, name)
     assert got_alerts and got_commands
     assert len(set(got_alerts)) == len(got_alerts) and len(set(got_commands)) == len(got_commands)

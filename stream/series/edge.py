@@ -74,6 +74,7 @@ class SeriesSide:
         self.suspects: dict[int, tuple[int, int]] = {}
         self.verdicts_out: list[tuple[bytes | None, bytes]] = []  # reports and marks for the model stage
         self.proposed = False  # verdicts_out holds a proposal for shared parameters (committed at once)
+        self.hold_events = 250_000  # events waiting for shared parameters before a partition is paused
         self.restore_seconds = 0.0
         self.params: dict[str, Params] = {}  # the model stage's shared parameters, by model
         self._drop_waiting: set[int] = set()  # partitions to rewind without what waited for the edges
@@ -127,9 +128,12 @@ class SeriesSide:
         return failed
 
     def hold_back(self) -> None:
-        """Back-pressure: a partition whose task holds windows (waiting for shared edges) is not read
-        until it closes them, so it cannot run ahead of the model stage unboundedly."""
-        holding = {p for p, part in self.partitions.items() if part.task.held() is not None}
+        """Back-pressure: a partition whose task holds windows (waiting for shared parameters) with
+        more than ``hold_events`` events waiting is not read until it closes them, so it cannot run
+        ahead of the model stage unboundedly. Below that it reads on (its events wait too): a pause
+        would cost a fetch restart on top of the round trip, seconds of a catch-up."""
+        holding = {p for p, part in self.partitions.items()
+                   if part.task.held() is not None and part.task.waiting() > self.hold_events}
         topic = self.config.kafka.input_topic
         if self.consumer is None or holding == self.paused:
             return
