@@ -50,10 +50,6 @@ class CloseStep(SeriesCore):
         ends = [min(m.held) + m.cfg.window for m in self.models.values() if m.held]
         return min(ends) if ends else None
 
-    def waiting(self) -> int:
-        """Events that wait for their model's shared parameters (``pending``)."""
-        return sum(len(p[0]) for m in self.models.values() if m.held for p in m.pending)
-
     def _close(self, m: ModelState, ws: int, out: Output) -> None:
         held = m.held.pop(ws, None)  # a held window: judged on the series it had when it was due
         sids = m.sids if held is None else held

@@ -74,11 +74,6 @@ class SeriesSide:
         self.suspects: dict[int, tuple[int, int]] = {}
         self.verdicts_out: list[tuple[bytes | None, bytes]] = []  # reports and marks for the model stage
         self.proposed = False  # verdicts_out holds a proposal for shared parameters (committed at once)
-        # Events waiting for shared parameters before a partition is paused. Reading on past its
-        # held windows would save a fetch restart, but a record that makes the engine raise would
-        # then raise only when what waited is counted, long after its batch, and could not be
-        # dead-lettered on its own (tests/test_kafka_poison.py caught 5 of 6 so): paused at once.
-        self.hold_events = 0
         self.restore_seconds = 0.0
         self.params: dict[str, Params] = {}  # the model stage's shared parameters, by model
         self._drop_waiting: set[int] = set()  # partitions to rewind without what waited for the edges
@@ -132,11 +127,11 @@ class SeriesSide:
         return failed
 
     def hold_back(self) -> None:
-        """Back-pressure: a partition whose task holds windows (waiting for shared parameters) with
-        more than ``hold_events`` events waiting is not read until it closes them, so it cannot run
-        ahead of the model stage (below that it would read on, its events waiting too)."""
-        holding = {p for p, part in self.partitions.items()
-                   if part.task.held() is not None and part.task.waiting() > self.hold_events}
+        """Back-pressure: a partition whose task holds windows (waiting for shared parameters) is
+        not read until it closes them, so it cannot run ahead of the model stage. (Reading on would
+        save a fetch restart, but a record that makes the engine raise would then wait with the
+        held events and raise only when they are counted, where it cannot be dead-lettered alone.)"""
+        holding = {p for p, part in self.partitions.items() if part.task.held() is not None}
         topic = self.config.kafka.input_topic
         if self.consumer is None or holding == self.paused:
             return

@@ -120,10 +120,8 @@ class RouteStep(SeriesCore):
             prediction = preds
         else:
             return None  # mixed, or probability maps: event by event
-        number = dict.fromkeys(keys, 0)
-        for u, k in enumerate(number):
-            number[k] = u
-        first = list(number)
+        first = list(dict.fromkeys(keys))  # each segment once, in order of first appearance
+        number = {k: u for u, k in enumerate(first)}
         segment = np.fromiter(map(number.__getitem__, keys), np.int64, len(keys))
         cols = Columns(m.cfg.name, np.asarray(where, dtype=np.int64), np.array([e.ts for e in evs], dtype=np.int64),
                        prediction, types == {str}, [e.features for e in evs], segment, [e.event_id for e in evs],
