@@ -3,7 +3,9 @@
 It serves predictions over HTTP, publishes one event per prediction to driftline's input topic,
 and follows the control topic in a background thread. While the breaker for its model is open it
 answers 503 (with the reason), so a load balancer or the caller's fallback takes over instead of
-a person being paged; when driftline sends ``restore`` it serves again.
+a person being paged, and keeps scoring in the dark: each request's prediction is still published,
+marked ``"served": false``, so that driftline keeps judging the model and sends ``restore`` once the
+evidence is clean again (a breaker that saw no traffic could only time out). Then it serves again.
 
     python examples/model_server.py --bootstrap 127.0.0.1:9092 --port 8080
     curl 'http://127.0.0.1:8080/predict?amount=12.5&country=US&channel=web'
@@ -62,18 +64,19 @@ class Server:
         return not self.control.book.is_open(self.model)
 
     def handle(self, query: dict[str, list[str]]) -> tuple[int, dict[str, object]]:
-        if not self.serving():
-            why = self.last_command.reason.summary if self.last_command is not None else "circuit breaker open"
-            return 503, {"error": "model taken out of service by driftline", "reason": why}
+        serving = self.serving()
         amount = float(query.get("amount", ["0"])[0])
         segment = {k: query[k][0] for k in ("country", "channel") if k in query}
-        score = predict(amount)
+        score = predict(amount)  # scored either way: in the dark while the breaker is open
         event = {"event_id": uuid.uuid4().hex, "model": self.model, "model_version": self.version,
                  "ts": int(time.time() * 1000), "segment": segment, "prediction": score,
-                 "features": {"amount": amount}}
+                 "features": {"amount": amount}, **({} if serving else {"served": False})}
         key = f"{self.model}|" + ",".join(f"{k}={v}" for k, v in sorted(segment.items()))
         self.producer.produce(self.topic, json.dumps(event).encode(), key=key.encode())
         self.producer.poll(0)
+        if not serving:
+            why = self.last_command.reason.summary if self.last_command is not None else "circuit breaker open"
+            return 503, {"error": "model taken out of service by driftline", "reason": why}
         return 200, {"model": self.model, "version": self.version, "prediction": score}
 
     def close(self) -> None:

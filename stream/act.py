@@ -1,8 +1,12 @@
 """From alert notifications to commands: the circuit-breaker policy per model.
 
-A non-info firing alert of a model whose action is ``circuit_break`` opens its breaker; a repeat
-notification renews it (a break expires unless the monitor keeps confirming it, so a dead monitor
-fails open); when the last alert holding the breaker resolves, ``restore`` follows. Command ids are
+A non-info firing alert on a model's predictions (or its features), of a model whose action is
+``circuit_break``, opens its breaker; a volume alert does not: a surge of traffic or a silent
+server is news for a person, but no reason to stop serving predictions that are still right. A
+repeat notification renews the breaker (repeats come only while the evidence stays bad; a break
+expires unless the monitor keeps confirming it, so a dead monitor fails open); when the last alert
+holding the breaker resolves (on clean windows, scored in the dark while it is open), ``restore``
+follows. Command ids are
 derived from the alert and the transition, so a replay or a retry yields the same ids. At most
 ``max_open`` models are broken at once.
 
@@ -70,7 +74,7 @@ class BreakerPolicy:
     rate_limited: int = 0
 
     def on_alert(self, alert: Alert, action: str) -> list[Command]:
-        if action != "circuit_break" or alert.severity == "info" or alert.signal == "shadow":
+        if action != "circuit_break" or alert.severity == "info" or alert.signal in ("shadow", "volume"):
             return []
         model = alert.model
         now = alert.window_end

@@ -47,6 +47,7 @@ class Window:
     total: float = 0.0
     total_sq: float = 0.0
     features: dict[str, npt.NDArray[np.int64]] | None = None
+    invalid: int = 0  # events refused for their prediction
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,17 @@ class Batch:
     usable: npt.NDArray[np.bool_]  # enough events for the distribution tests
     feat: npt.NDArray[np.float64] | None = None  # (n, features, bins), zero-padded
     feat_ok: npt.NDArray[np.bool_] | None = None  # (n, features): this window has that feature on its learned bins
+    invalid: npt.NDArray[np.float64] | None = None  # events refused for their prediction
+
+    @property
+    def events(self) -> npt.NDArray[np.float64]:
+        """Every event of each window, its invalid predictions too: what its volume is."""
+        return self.count if self.invalid is None else self.count + self.invalid
 
     def take(self, mask: npt.NDArray[np.bool_]) -> Batch:
         if mask.all():
             return self
         return Batch(self.count[mask], self.hist[mask], self.total[mask], self.total_sq[mask], self.usable[mask],
                      None if self.feat is None else self.feat[mask],
-                     None if self.feat_ok is None else self.feat_ok[mask])
+                     None if self.feat_ok is None else self.feat_ok[mask],
+                     None if self.invalid is None else self.invalid[mask])

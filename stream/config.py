@@ -9,6 +9,7 @@ Unknown keys are errors, so a typo fails at start naming the key.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from datetime import date
@@ -154,6 +155,9 @@ class Defaults(_Strict):
     max_event_bytes: int = Field(default=65536, ge=256)
     # Decode batches with the compiled decoder when it is built (the same output; false: Python only)
     native_decoder: bool = True
+    # The fast lane (stream/series/lane.py): every series' open window tested event by event, so a
+    # broken model (invalid, stuck, far off its baseline) breaks in seconds, not at window close.
+    fast_lane: bool = True
 
     _tz = field_validator("timezone")(_check_timezone)
     _country = field_validator("holidays")(_check_country)
@@ -186,10 +190,19 @@ class ModelConfig(_Strict):
     action: Literal["alert", "circuit_break"] | None = None
     holiday_dates: dict[str, str] = Field(default_factory=dict)
     shadow: ShadowConfig | None = None
+    # [low, high]: a numeric prediction outside it is invalid (dead-lettered, and counted as such)
+    prediction_range: tuple[float, float] | None = None
 
     _tz = field_validator("timezone")(_check_timezone)
     _country = field_validator("holidays")(_check_country)
     _dates = field_validator("holiday_dates")(_check_dates)
+
+    @field_validator("prediction_range")
+    @classmethod
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
+            raise ValueError("prediction_range must be two finite numbers [low, high] with low < high")
+        return v
 
 
 class CommandsConfig(_Strict):
@@ -261,6 +274,7 @@ class Config(BaseSettings):
             calendar=d.calendar,
             holiday_dates={**d.holiday_dates, **m.holiday_dates},
             shadow=m.shadow,
+            prediction_range=m.prediction_range,
         )
 
 
@@ -279,6 +293,7 @@ class ResolvedModel(BaseModel):
     calendar: Literal["weekly", "none"] = "weekly"
     holiday_dates: dict[str, str] = Field(default_factory=dict)
     shadow: ShadowConfig | None = None
+    prediction_range: tuple[float, float] | None = None
 
 
 def _describe(err: ValidationError) -> str:

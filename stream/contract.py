@@ -166,6 +166,9 @@ class PredictionEvent(BaseModel):
     prediction: Number | Text | Annotated[dict[Text, Number], Field(max_length=MAX_CLASSES)]
     features: dict[StrictStr, FeatureValue] = Field(default_factory=dict)
     label: Number | StrictStr | StrictBool | None = None
+    # False: computed but not served (scoring in the dark while the model's breaker is open, or a
+    # shadow): watched like any prediction, so that clean evidence can restore the model.
+    served: StrictBool = True
 
 
 Status = Literal["firing", "resolved"]

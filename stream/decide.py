@@ -63,9 +63,14 @@ def step(
 
 
 def severity(
-    signal: str, score: float, threshold: float, feature_severity: Literal["info", "warning"] = "info"
+    signal: str, score: float, threshold: float, feature_severity: Literal["info", "warning"] = "info",
+    test: str = "",
 ) -> Literal["info", "warning", "critical"]:
-    """Feature drift alone is information (configurable); prediction and volume warn, critical past 2x."""
+    """Feature drift alone is information (configurable); prediction and volume warn, critical past
+    2x; the fast lane's breaks (invalid predictions, or the open window already far off its slot's
+    ceiling) are critical: that lane exists for them."""
     if signal == "feature":
         return feature_severity
+    if test in ("sequential", "invalid"):
+        return "critical"
     return "critical" if threshold > 0 and score >= 2.0 * threshold else "warning"

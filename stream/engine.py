@@ -14,6 +14,7 @@ from typing import Any
 from .config import Config
 from .decode import Record
 from .metrics import Metrics
+from .model.frontier import Frontier
 from .model.task import ModelTask
 from .series.tables import ModelState, Output, Stats, fingerprint, segment_key
 from .series.task import SeriesTask
@@ -32,17 +33,26 @@ class Engine(SeriesTask):
         """``task``: the series task's clock, idle_after and budget_share."""
         super().__init__(config, metrics, **task)
         self.decisions = ModelTask(config, self.metrics)
+        # The reports in the order a stage of many decides them (the fast lane's wait for the watermark
+        # to pass where they were found): one partition's frontier.
+        self.frontier = Frontier(1, lateness=config.defaults.allowed_lateness)
 
     def process(self, records: Sequence[Record]) -> Output:
         return self._decide(super().process(records))
 
     def finish(self) -> Output:
-        return self._decide(super().finish())
+        return self._decide(super().finish(), end=True)
 
     def tick(self) -> Output:
         return self._decide(super().tick())
 
-    def _decide(self, out: Output) -> Output:
-        self.decisions.act(out.reports, out)
+    def _decide(self, out: Output, end: bool = False) -> Output:
+        for r in out.reports:
+            self.frontier.report(0, r)
         out.reports = []
+        if end:
+            self.decisions.act(self.frontier.flush(), out)
+        else:
+            self.frontier.mark(0, self.watermark.last)
+            self.decisions.act(self.frontier.due(), out)
         return out

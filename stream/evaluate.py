@@ -138,7 +138,7 @@ def evaluate(
     if v.any():
         r, c = rows[v], col[v]
         sc = s[r, c].astype(np.float64)
-        vs, vt, z = volume_tests(b.count[v], sc[:, store.LOG_C], sc[:, store.LOG_S], sc[:, store.INV],
+        vs, vt, z = volume_tests(b.events[v], sc[:, store.LOG_C], sc[:, store.LOG_S], sc[:, store.INV],
                                  np.minimum(sc[:, store.N_ALL], k), alpha)
         o = out["volume"]
         o.has[v], o.score[v], o.threshold[v], o.z[v], o.test[v], o.col[v], o.pos[v] = True, vs, vt, z, 2, c, pos[v]

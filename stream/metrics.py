@@ -29,6 +29,15 @@ class Metrics:
             registry=r,
         )
         self.late = Counter("driftline_events_late", "Events later than the watermark", ["model"], registry=r)
+        self.invalid = Counter(
+            "driftline_events_invalid", "Events refused for their prediction (null, NaN, wrong type, out of range) "
+            "whose model could be read", ["model"], registry=r)
+        self.silent = Counter(
+            "driftline_series_silent", "Series found silent while their calendar slot expected events", ["model"],
+            registry=r)
+        self.lane_crossings = Counter(
+            "driftline_lane_crossings", "Series whose fast-lane test crossed its threshold in an open window",
+            ["model"], registry=r)
         self.windows_closed = Counter(
             "driftline_windows_closed", "Event-time windows closed", ["model"], registry=r
         )

@@ -36,7 +36,7 @@ class Pipeline:
         self.share = 1.0 / len(parts)
         self.decisions = ModelTask(config, self.metrics)
         self.guards: dict[int, Guard] = {p: self._guard(p) for p in parts}
-        self.frontier = Frontier(max(parts) + 1)
+        self.frontier = Frontier(max(parts) + 1, lateness=config.defaults.allowed_lateness)
         for p in range(max(parts) + 1):
             if p not in self.guards:
                 self.frontier.drop(p)

@@ -31,13 +31,14 @@ from .engine import Engine, ModelState, Stats, segment_key
 from .features import FeatureSketch
 from .framing import StateError
 from .metrics import Metrics
+from .model.frontier import key_of
 from .model.state import task_in, task_out
 from .model.task import ModelTask
 from .series.tables import FeatureColumns
 from .series.task import SeriesTask
 from .sketch import CategoricalSpec, NumericSpec, Spec
 from .store_records import array_in, array_out
-from .verdict import Params
+from .verdict import Params, report_in, report_out
 from .window import WindowSums
 
 VERSION = 2
@@ -127,7 +128,7 @@ def _features_in(fs: FeatureSketch | None, d: dict[str, Any] | None) -> None:
         setattr(fs, target, out)
 
 
-_SUMS = ("count", "hist", "total", "total_sq", "feat", "fseen")
+_SUMS = WindowSums.FIELDS
 
 
 def _open_out(m: ModelState, parts: list[bytes] | None) -> list[Any]:
@@ -143,8 +144,10 @@ def _open_out(m: ModelState, parts: list[bytes] | None) -> list[Any]:
 def _open_in(m: ModelState, d: list[Any], parts: list[memoryview] | None) -> None:
     n = m.store.n_rows
     for ws, arrays in d:
-        sums = WindowSums(**{k: array_in(arrays[k], parts) for k in _SUMS})
-        if any(len(getattr(sums, k)) != n for k in _SUMS):
+        # A window written before the fast lane lacks its arrays: they start at zero.
+        sums = WindowSums(**{k: array_in(arrays[k], parts) for k in _SUMS if k in arrays})
+        if any(len(getattr(sums, k)) != n for k in _SUMS) or sums.ceil.shape[1:] != (sums.hist.shape[1] + 1,) \
+                or sums.seen.shape != sums.ceil.shape or sums.recent.shape != sums.ceil.shape:
             raise ValueError("open window sums disagree with the number of series")
         m.windows._open[int(ws)] = sums
 
@@ -156,7 +159,7 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "closed_upto": m.windows.closed_upto,
         "open": _open_out(m, parts),
         "sids": list(m.sids),
-        "pending": [[s.tolist(), w.tolist(), v.tolist(), _kept_out(kept, parts)] for s, w, v, kept in m.pending],
+        "pending": [[s.tolist(), w.tolist(), v.tolist(), _kept_out(kept, parts), r.tolist()] for s, w, v, kept, r in m.pending],
         "seen": [[ws, sorted(ids)] for ws, ids in m.seen.items()],
         "learn_until": m.learn_until,
         "params": None if m.params is None else m.params.to_dict(),
@@ -189,10 +192,12 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.windows.closed_upto = d["closed_upto"]
     m.sids = list(d["sids"])
     m.by_segment = {series_key[sid]: sid for sid in m.sids}
+    # Older states: no features kept (then waiting for the edges alone), no reach (then the event times).
     m.pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64),
-                  _kept_in(rest[0] if rest else None, parts)) for s, w, v, *rest in d["pending"]]
-    if any(not (len(s) == len(w) == len(v)) or (kept is not None and (m.features is None or len(kept) != len(m.features.names)
-           or any(len(f) != len(s) or len(c) != len(s) for f, c in kept))) for s, w, v, kept in m.pending):
+                  _kept_in(rest[0] if rest else None, parts), np.asarray(rest[1] if len(rest) > 1 else w, np.int64))
+                 for s, w, v, *rest in d["pending"]]
+    if any(not (len(s) == len(w) == len(v) == len(r)) or (kept is not None and (m.features is None or len(kept) != len(m.features.names)
+           or any(len(f) != len(s) or len(c) != len(s) for f, c in kept))) for s, w, v, kept, r in m.pending):
         raise ValueError("pending events disagree in length or in features")
     m.seen = {ws: set(ids) for ws, ids in d["seen"]}
     m.learn_until = d["learn_until"]
@@ -228,6 +233,9 @@ def snapshot(engine: SeriesTask, parts: list[bytes] | None = None) -> dict[str, 
         **task_out(decisions),
         "watermark": {"max": [[p, v] for p, v in wm._max.items()], "last": wm._last},
         "stats": [engine.stats.consumed, engine.stats.processed, engine.stats.dead_lettered, engine.stats.windows_closed],
+        "reach": engine._reach,
+        # an engine's own frontier: the fast lane's reports waiting for its watermark
+        "frontier": [report_out(r) for r in engine.frontier.pending.values()] if isinstance(engine, Engine) else [],
     }
 
 
@@ -259,10 +267,10 @@ def restore(
     engine.sent = {fp: Sent(status, at) for fp, status, at in data["sent"]}
     decisions = engine.decisions if isinstance(engine, Engine) else ModelTask(config)
     groups = []
-    for model, sig, members, starts, last_sent in data["groups"]:
+    for model, sig, members, starts, last_sent, *rest in data["groups"]:
         # a state written before groups named their members by key held series ids
         pairs = [[engine.series_key[m], engine.series_segment[m]] if isinstance(m, int) else m for m in members]
-        groups.append([model, sig, pairs, starts, last_sent])
+        groups.append([model, sig, pairs, starts, last_sent, *rest])
     task_in(decisions, {**data, "groups": groups})
     if "shadow_book" not in data:  # written when the series side counted the verdicts
         for name, m in engine.models.items():
@@ -270,6 +278,10 @@ def restore(
                 rows: list[list[Any]] = [[name, v, n, m.shadow.breached.get(v, 0), m.shadow.verdicts.get(v), []]
                                          for v, n in m.shadow.compared.items()]
                 decisions.shadow.restore(rows)
+    engine._reach = int(data.get("reach", engine._reach))
+    if isinstance(engine, Engine):
+        for r in map(report_in, data.get("frontier", [])):
+            engine.frontier.pending[key_of(r, engine.frontier.lateness)] = r
     engine.watermark._max = {p: v for p, v in data["watermark"]["max"]}
     engine.watermark._seen_at = {p: float("-inf") for p in engine.watermark._max}
     engine.watermark._last = data["watermark"]["last"]

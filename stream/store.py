@@ -48,9 +48,9 @@ class SeriesStore:
 
     # Per-(row, key) scalars: usable windows, all windows, dispersion mean, dispersion count,
     # mean of means, variance of means, sampling, within, log center, log spread, mean 1/count,
-    # windows with features.
-    N_PRED, N_ALL, DISP, DISP_N, CENTER, SPREAD, SAMPLING, WITHIN, LOG_C, LOG_S, INV, N_FEAT = range(12)
-    SCALARS = 12
+    # windows with features, mean share of invalid predictions.
+    N_PRED, N_ALL, DISP, DISP_N, CENTER, SPREAD, SAMPLING, WITHIN, LOG_C, LOG_S, INV, N_FEAT, INVALID = range(13)
+    SCALARS = 13
 
     def __init__(self, k: int, slots: int = 8, gen: str | None = None):
         """``k``: windows a slot remembers; ``slots``: room for slot keys to start with (each
@@ -186,13 +186,13 @@ class SeriesStore:
                 feat[0, j, : len(h)] = h
                 ok[0, j] = True
         b = Batch(np.array([float(w.count)]), hist, np.array([w.total]), np.array([w.total_sq]),
-                  np.array([usable and w.hist is not None and w.count > 0]), feat, ok)
+                  np.array([usable and w.hist is not None and w.count > 0]), feat, ok, np.array([float(w.invalid)]))
         self.fold_many(np.array([self.row(sid)]), keys, b)
 
     def fold_many(self, rows: npt.NDArray[np.int64], keys: tuple[SlotKey, ...], b: Batch) -> None:
         """Learn one closed window per row into each of the given slot keys (all at once)."""
         k = float(self.k)
-        log_count = np.log1p(b.count)
+        log_count = np.log1p(b.events)
         inv = 1.0 / np.maximum(b.count, 1.0)
         u = b.usable
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -207,6 +207,10 @@ class SeriesStore:
             ew(lc, ls, log_count, wt)
             s[:, self.LOG_C], s[:, self.LOG_S] = lc, ls
             s[:, self.INV] += wt * (inv - s[:, self.INV])
+            if b.invalid is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    share = np.where(b.invalid > 0, b.invalid / (b.count + b.invalid), 0.0)
+                s[:, self.INVALID] += wt * (share - s[:, self.INVALID])
             s[:, self.N_ALL] += 1
             if u.any():
                 ru, su = rows[u], s[u]

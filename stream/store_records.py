@@ -114,6 +114,8 @@ def set_column(st: SeriesStore, d: dict[str, Any], parts: list[memoryview] | Non
     c = int(d["col"])
     for name in ("scal", "hist", "fhist", "fdisp"):
         a, target = array_in(d[name], parts), getattr(st, name)
+        if name == "scal" and a.ndim == 2 and a.shape[1] < target.shape[2]:  # written before later scalars: zero
+            a = np.pad(a, ((0, 0), (0, target.shape[2] - a.shape[1])))
         if not 0 <= c < target.shape[1] or len(a) > len(target) or a.shape[1:] != target.shape[2:]:
             raise ValueError(f"slot column {c} ({name}) does not fit the store")
         target[: len(a), c] = a
@@ -128,11 +130,12 @@ def set_points(st: SeriesStore, d: dict[str, Any], parts: list[memoryview] | Non
 
 def _window_out(w: Window) -> list[Any]:
     return [w.start, w.count, None if w.hist is None else w.hist.tolist(), w.total, w.total_sq,
-            None if w.features is None else {k: v.tolist() for k, v in w.features.items()}]
+            None if w.features is None else {k: v.tolist() for k, v in w.features.items()}, w.invalid]
 
 
 def _window_in(x: list[Any]) -> Window:
-    start, count, hist, total, total_sq, feats = x
+    start, count, hist, total, total_sq, feats, *rest = x
     return Window(int(start), int(count), None if hist is None else np.asarray(hist, dtype=np.int64),
                   float(total), float(total_sq),
-                  None if feats is None else {k: np.asarray(v, dtype=np.int64) for k, v in feats.items()})
+                  None if feats is None else {k: np.asarray(v, dtype=np.int64) for k, v in feats.items()},
+                  int(rest[0]) if rest else 0)

@@ -57,6 +57,10 @@ class WindowReport:
     # that the model stage can group correlated features of several notes into one alert
     features: list[str] = field(default_factory=list)
     correlation: list[list[float]] = field(default_factory=list)
+    # A fast-lane report: one series' note from inside its open window (``end`` is the event time of
+    # the crossing), decided once every partition has read as far as this (the latest event time of
+    # its partition at the crossing: ``model.frontier.key_of``), not when every partition passed ``end``.
+    early: int | None = None
 
     def merge(self, other: WindowReport) -> None:
         """Another partition's report of the same model window into this one."""
@@ -116,7 +120,8 @@ def report_out(r: WindowReport) -> dict[str, Any]:
     return {"model": r.model, "start": r.start, "end": r.end,
             "notes": [[n.sid, n.signal, n.status, n.reason, n.starts, _evidence_out(n.payload)] for n in r.notes],
             "shadow_alerts": [a.model_dump(mode="json") for a in r.shadow_alerts],
-            "shadow_compared": r.shadow_compared, "features": r.features, "correlation": r.correlation}
+            "shadow_compared": r.shadow_compared, "features": r.features, "correlation": r.correlation,
+            **({"early": r.early} if r.early is not None else {})}
 
 
 def report_in(d: dict[str, Any]) -> WindowReport:
@@ -127,6 +132,7 @@ def report_in(d: dict[str, Any]) -> WindowReport:
         [Alert.model_validate(a) for a in d["shadow_alerts"]],
         {str(k): bool(v) for k, v in d["shadow_compared"].items()},
         [str(f) for f in d["features"]], [[float(x) for x in row] for row in d["correlation"]],
+        None if d.get("early") is None else int(d["early"]),
     )
 
 

@@ -112,7 +112,16 @@ Features = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 @dataclass
 class WindowSums:
-    """One open window of one model: counts, histograms and sums of every series, by store row."""
+    """One open window of one model: counts, histograms and sums of every series, by store row.
+
+    ``invalid`` counts the series' events refused for their prediction (null, NaN, wrong type, out of
+    range); ``lane``, ``crossed``, ``ceil``, ``ready`` and ``seen`` are the fast lane's
+    (``series/lane.py``): its log e-value, whether it crossed its threshold in this window, the
+    ceiling it tests against (log of each bin's highest believable share, the invalid share last),
+    fixed once per series and window (``ready``: 0 not yet, 1 from a baseline, -1 no baseline:
+    invalid share only), and the events it has stepped, per bin (invalid last), as counts and decayed
+    by age (the alternative it tests for: what the series sent lately).
+    """
 
     count: npt.NDArray[np.int64]  # (rows,)
     hist: npt.NDArray[np.int64]  # (rows, bins)
@@ -120,6 +129,24 @@ class WindowSums:
     total_sq: npt.NDArray[np.float64]
     feat: npt.NDArray[np.int64]  # (rows, features, feature bins)
     fseen: npt.NDArray[np.bool_]  # (rows, features): the window has that feature
+    invalid: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    lane: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    crossed: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    ceil: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (rows, bins + 1)
+    ready: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
+    seen: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0), np.int64))  # (rows, bins + 1) the lane stepped
+    recent: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))  # (rows, bins + 1) decayed
+
+    #: Every per-row array, in the order a snapshot lists them.
+    FIELDS = ("count", "hist", "total", "total_sq", "feat", "fseen", "invalid", "lane", "crossed", "ceil", "ready", "seen", "recent")
+
+    def __post_init__(self) -> None:
+        n, b = len(self.count), self.hist.shape[1]
+        for name, shape, dtype in (("invalid", (n,), np.int64), ("lane", (n,), np.float64), ("crossed", (n,), bool),
+                                   ("ceil", (n, b + 1), np.float32), ("ready", (n,), np.int8), ("seen", (n, b + 1), np.int64),
+                                   ("recent", (n, b + 1), np.float64)):
+            if getattr(self, name).size == 0 and shape != getattr(self, name).shape:  # not given: zeros
+                setattr(self, name, np.zeros(shape, dtype))
 
     @classmethod
     def zeros(cls, rows: int, bins: int, features: int, feature_bins: int) -> WindowSums:
@@ -131,26 +158,27 @@ class WindowSums:
         n = len(self.count)
         if len(rows) and rows[0] == 0 and rows[-1] == len(rows) - 1 and len(rows) <= n and (np.diff(rows) == 1).all():
             k = len(rows)  # rows 0..k-1 in order: views, not copies (callers only read them)
-            return WindowSums(self.count[:k], self.hist[:k], self.total[:k], self.total_sq[:k], self.feat[:k],
-                              self.fseen[:k])
+            return WindowSums(*(getattr(self, name)[:k] for name in self.FIELDS))
         inside = rows < n
         if inside.all():
-            return WindowSums(self.count[rows], self.hist[rows], self.total[rows], self.total_sq[rows],
-                              self.feat[rows], self.fseen[rows])
+            return WindowSums(*(getattr(self, name)[rows] for name in self.FIELDS))
         out = WindowSums.zeros(len(rows), self.hist.shape[1], self.feat.shape[1], self.feat.shape[2])
         r = rows[inside]
-        for name in ("count", "hist", "total", "total_sq", "feat", "fseen"):
+        for name in self.FIELDS:
             getattr(out, name)[inside] = getattr(self, name)[r]
         return out
 
-    def add(self, rows: npt.NDArray[np.int64], bins: npt.NDArray[np.int64], values: npt.NDArray[np.float64] | None,
-            features: Features | None) -> None:
-        """Add events: one bincount per sum (one for all features) over the distinct rows they touch."""
-        need = int(rows.max()) + 1
+    def room(self, need: int) -> None:
+        """Rows up to ``need`` (store rows handed out since the window opened)."""
         if need > len(self.count):
             grown = WindowSums.zeros(max(need, len(self.count) * 5 // 4), self.hist.shape[1], self.feat.shape[1], self.feat.shape[2])
             grown.__setitem__(len(self.count), self)
             self.__dict__.update(grown.__dict__)
+
+    def add(self, rows: npt.NDArray[np.int64], bins: npt.NDArray[np.int64], values: npt.NDArray[np.float64] | None,
+            features: Features | None) -> None:
+        """Add events: one bincount per sum (one for all features) over the distinct rows they touch."""
+        self.room(int(rows.max()) + 1)
         urows, inv = np.unique(rows, return_inverse=True)
         inv = inv.reshape(-1)
         u, b = len(urows), self.hist.shape[1]
@@ -186,7 +214,7 @@ class WindowSums:
 
     def __setitem__(self, n: int, other: WindowSums) -> None:
         """Copy ``other``'s first ``n`` rows in."""
-        for name in ("count", "hist", "total", "total_sq", "feat", "fseen"):
+        for name in self.FIELDS:
             getattr(self, name)[:n] = getattr(other, name)[:n]
 
 
@@ -216,16 +244,30 @@ class OpenWindows:
         ``shape`` is (rows, bins, features, feature bins) for a window opened now."""
         for ws in np.unique(window_starts).tolist():
             sel = window_starts == ws
-            sums = self._open.get(ws)
-            if sums is None:
-                sums = self._open[ws] = WindowSums.zeros(*shape)
-            elif sums.feat.shape[1:] != shape[2:]:
-                sums.fit(*shape[2:])
+            sums = self.sums(ws, shape)
             if sel.all():
                 sums.add(rows, bins, values, features)
             else:
                 sums.add(rows[sel], bins[sel], None if values is None else values[sel],
                          None if features is None else (features[0], features[1][sel]))
+
+    def sums(self, ws: int, shape: tuple[int, int, int, int]) -> WindowSums:
+        """The open window starting at ``ws``, opened now if it is not (``shape`` as for ``add``)."""
+        sums = self._open.get(ws)
+        if sums is None:
+            sums = self._open[ws] = WindowSums.zeros(*shape)
+        elif sums.feat.shape[1:] != shape[2:]:
+            sums.fit(*shape[2:])
+        return sums
+
+    def add_invalid(self, window_starts: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
+                    shape: tuple[int, int, int, int]) -> None:
+        """Events refused for their prediction, counted for their series' windows."""
+        for ws in np.unique(window_starts).tolist():
+            sums = self.sums(ws, shape)
+            r = rows[window_starts == ws]
+            sums.room(int(r.max()) + 1)
+            np.add.at(sums.invalid, r, 1)
 
     def due(self, watermark: int) -> list[int]:
         """Window starts that the watermark closes, oldest first."""

@@ -82,8 +82,11 @@ def test_the_example_server_leaves_service_on_circuit_break_and_returns_on_resto
     assert rc == 0  # SIGTERM: stops serving, flushes its producer
     # Its predictions reached the input topic as valid driftline events.
     events = [PredictionEvent.model_validate_json(v) for _k, v in read_topic(kafka_bootstrap, predictions)]  # type: ignore[misc]
-    assert len(events) >= 3 and {e.model for e in events} == {"fraud"}  # one per 200 answer
+    assert len(events) >= 4 and {e.model for e in events} == {"fraud"}  # one per request
     assert events[0].segment == {"country": "US", "channel": "web"} and events[0].features == {"amount": 120.0}
-    assert events[-1].segment == {"country": "DE", "channel": "app"}
+    assert events[-1].segment == {"country": "DE", "channel": "app"} and events[-1].served
+    # While the breaker was open it scored in the dark: those predictions came marked as not served.
+    dark = [e for e in events if not e.served]
+    assert {e.features["amount"] for e in dark} <= {5.0, 7.0} and any(e.features["amount"] == 5.0 for e in dark)
     text = (tmp_path / "server.log").read_text()
     assert "circuit_break for fraud" in text and "breaker OPEN: not serving" in text and "restore for fraud" in text

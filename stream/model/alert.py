@@ -82,7 +82,7 @@ def alert_of(model: str, e: Emission, end: int, segments_of: dict[str, dict[str,
         fingerprint=fp,
         status=e.status,  # type: ignore[arg-type]
         severity=severities.of(fp, e.status, e.reason,  # type: ignore[arg-type]
-                               severity(signal, verdict.score, verdict.threshold, feature_severity)),  # type: ignore[arg-type]
+                               severity(signal, verdict.score, verdict.threshold, feature_severity, verdict.test)),  # type: ignore[arg-type]
         model=model,
         segment=segment,
         segments=segments,

@@ -99,6 +99,7 @@ class ModelSide:
         if self.task is not None:
             self.task = self.frontier = None
             self._on_lost()
+        self.dirty, self.uncommitted = False, 0  # nothing of the dropped task is to be committed
         with contextlib.suppress(KafkaException, RuntimeError):
             self.consumer.close()
         self._unseeked = False  # the new consumer starts at the committed offset
@@ -215,7 +216,7 @@ class ModelSide:
     def _start(self, blob: bytes | None) -> None:
         now = self.clock()
         self.task = ModelTask(self.config, self.metrics)
-        self.frontier = Frontier(self.input_partitions(), self.idle_after, now)
+        self.frontier = Frontier(self.input_partitions(), self.idle_after, now, self.config.defaults.allowed_lateness)
         if blob is not None:
             loads(self.task, self.frontier, decompress(blob), now)
 
@@ -244,9 +245,11 @@ class ModelSide:
         if parts and self.task is not None:
             self._on_revoke()  # commit everything done so far, with this side's state
             self.task = self.frontier = None
+            self.dirty, self.uncommitted = False, 0
             log.info("model stage moved away from here")
 
     def _lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         if parts and self.task is not None:
             self.task = self.frontier = None
+            self.dirty, self.uncommitted = False, 0
             self._on_lost()

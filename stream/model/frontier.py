@@ -29,16 +29,28 @@ from typing import Any
 from ..verdict import WindowReport
 
 
+def key_of(r: WindowReport, lateness: int) -> tuple[int, str, int, int]:
+    """Where a report waits: a window's at its end; a fast-lane report just past its partition's
+    watermark at the crossing (the partition's latest event time then, less the allowed lateness),
+    so that it is decided once every partition has read as far (seconds later, in live traffic), in
+    one order however the partitions interleave, and never after the frontier passed it (the
+    frontier trails its partition's watermark)."""
+    if r.early is not None:
+        return r.early - lateness + 1, r.model, r.start, 1
+    return r.end, r.model, r.start, 0
+
+
 class Frontier:
-    def __init__(self, partitions: int, idle_after: float = math.inf, now: float = 0.0):
+    def __init__(self, partitions: int, idle_after: float = math.inf, now: float = 0.0, lateness: int = 0):
         self.partitions = partitions
+        self.lateness = lateness
         self.idle_after = idle_after
         self.marks: dict[int, int | None] = {p: None for p in range(partitions)}
         self.held: dict[int, int] = {}  # partition -> end of the first window it holds back
         # partition -> when its mark last moved (processing time; a partition not heard from yet
         # counts from when the frontier began)
         self.heard: dict[int, float] = dict.fromkeys(range(partitions), now)
-        self.pending: dict[tuple[int, str, int], WindowReport] = {}  # (end, model, start) -> merged
+        self.pending: dict[tuple[int, str, int, int], WindowReport] = {}  # ``key_of`` -> merged
         self.decided: int | None = None  # the frontier windows were decided up to
         self.late = 0  # reports of windows decided without them
 
@@ -56,8 +68,8 @@ class Frontier:
         self.held.pop(partition, None)
 
     def report(self, partition: int, r: WindowReport) -> None:
-        key = (r.end, r.model, r.start)
-        if self.decided is not None and r.end <= self.decided:
+        key = key_of(r, self.lateness)
+        if self.decided is not None and key[0] <= self.decided:
             self.late += 1  # decided already: on its own, next time
         have = self.pending.get(key)
         if have is None:

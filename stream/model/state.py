@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from ..act import Breaker
-from ..group import _Group
+from ..group import Note, _Group
 from ..verdict import report_in, report_out
-from .frontier import Frontier
+from .frontier import Frontier, key_of
 from .task import ModelTask
 
 VERSION = 1
@@ -25,7 +25,11 @@ def task_out(task: ModelTask) -> dict[str, Any]:
     return {
         "fired_severity": task.severities.fired,
         "groups": [[model, sig, [[k, task.segments.get(model, {}).get(k, {})] for k in sorted(g.members)],
-                    g.starts, g.last_sent] for (model, sig), g in task.grouper.groups.items()],
+                    g.starts, g.last_sent, sorted(g.singles)] for (model, sig), g in task.grouper.groups.items()],
+        # series alerting alone: what a group opened later counts (their evidence is not kept: a
+        # group they open shows the others')
+        "singles": [[model, sig, [[k, task.segments.get(model, {}).get(k, {}), alone[k].starts] for k in sorted(alone)]]
+                    for (model, sig), alone in task.grouper.singles.items() if alone],
         "breakers": [[model, sorted(b.alerts), b.expires_at] for model, b in task.breakers.open.items()],
         "rate_limited": task.breakers.rate_limited,
         "shadow_book": task.shadow.snapshot(),
@@ -37,12 +41,16 @@ def task_out(task: ModelTask) -> dict[str, Any]:
 def task_in(task: ModelTask, d: dict[str, Any]) -> None:
     """``d`` as ``task_out`` wrote it (group members as [key, segment] pairs)."""
     task.severities.fired = dict(d.get("fired_severity", {}))
-    for model, sig, members, starts, last_sent in d["groups"]:
+    for model, sig, members, starts, last_sent, *rest in d["groups"]:
         keys = set()
         for key, seg in members:
             keys.add(str(key))
             task.segments.setdefault(model, {})[str(key)] = dict(seg)
-        task.grouper.groups[(model, sig)] = _Group(keys, starts, last_sent, {})
+        task.grouper.groups[(model, sig)] = _Group(keys, starts, last_sent, {}, {str(k) for k in rest[0]} if rest else set())
+    for model, sig, members in d.get("singles", []):
+        for key, seg, _starts in members:
+            task.segments.setdefault(model, {})[str(key)] = dict(seg)
+        task.grouper.singles[(model, sig)] = {str(k): Note(str(k), sig, "firing", "restored", int(st)) for k, _s, st in members}
     for model, alerts, expires in d["breakers"]:
         task.breakers.open[model] = Breaker(set(alerts), expires)
     task.breakers.rate_limited = d["rate_limited"]
@@ -69,4 +77,4 @@ def loads(task: ModelTask, frontier: Frontier, raw: bytes, now: float) -> None:
     task_in(task, d["task"])
     frontier.restore(d["frontier"], now)
     for r in map(report_in, d["pending"]):
-        frontier.pending[(r.end, r.model, r.start)] = r
+        frontier.pending[key_of(r, frontier.lateness)] = r

@@ -65,7 +65,8 @@ class ModelTask:
             for i, a in enumerate(r.features):
                 for j, b in enumerate(r.features):
                     corr[(a, b)] = r.correlation[i][j]
-        for emission in self.grouper.apply(model, r.notes, end):
+        emissions = self.grouper.early(model, r.notes, end) if r.early else self.grouper.apply(model, r.notes, end)
+        for emission in emissions:
             alert = alert_of(model, emission, end, segments, self.correlation.get(model, {}), self.severities,
                              self.d.feature_severity)
             self._publish(alert, out)
@@ -74,7 +75,8 @@ class ModelTask:
                 out.commands.append(cmd)
                 self.metrics.commands.labels(model, cmd.action).inc()
             self.metrics.breakers_rate_limited.inc(self.breakers.rate_limited - limited)
-        members = set().union(*(g.members for (m, _s), g in self.grouper.groups.items() if m == model))
+        members = set().union(*(g.members for (m, _s), g in self.grouper.groups.items() if m == model),
+                              *(alone for (m, _s), alone in self.grouper.singles.items() if m == model))
         for key in [k for k in segments if k not in members]:
             del segments[key]
         self.metrics.breakers_open.set(len(self.breakers.open))

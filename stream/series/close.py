@@ -10,25 +10,31 @@ from __future__ import annotations
 import numpy as np
 
 from ..verdict import WindowReport, note_order
-from .tables import FOUR_WEEKS_MS, SIGNALS, ModelState, Output, SeriesCore
+from .tables import SIGNALS, ModelState, Output, SeriesCore
 
 
 class CloseStep(SeriesCore):
     """Due windows to reports."""
 
     def _close_due(self, out: Output, watermark: int | None) -> None:
+        """Close what the watermark passed, each model's windows in order; the fast lane steps the
+        events its partition read before each close, then the rest (``lane.py``)."""
         if watermark is None:
+            for m in self.models.values():
+                self._run_lane(m, None, out)
             return
         if watermark < np.iinfo(np.int64).max:
             self.metrics.watermark.set(watermark / 1000)
         for m in self.models.values():
-            if m.pending and any(int(p[1].min()) + m.cfg.window <= watermark for p in m.pending):
+            if m.pending and any(_start(int(p[1].min()), m.cfg.window) + m.cfg.window <= watermark for p in m.pending):
                 if not self.shared_edges or m.params is not None:
                     self._flush_pending(m)
                 else:
                     self._hold(m, watermark, out)
             for ws in m.windows.due(watermark):
+                self._run_lane(m, ws + m.cfg.window, out)
                 self._close(m, ws, out)
+            self._run_lane(m, None, out)
             if m.shadow is not None:  # windows only a challenger sent to: no champion to compare with
                 for ws in [w for w in m.shadow.open if w + m.cfg.window <= watermark]:
                     del m.shadow.open[ws]
@@ -38,7 +44,7 @@ class CloseStep(SeriesCore):
         """Due windows of a model whose shared parameters have not come yet: closed to late events now,
         as they would have been, and judged once the edges come, on the series they had now."""
         self._propose(m, out)
-        due = sorted({int(w) for p in m.pending for w in np.unique(p[1]).tolist()
+        due = sorted({int(w) for p in m.pending for w in np.unique(p[1] - p[1] % m.cfg.window).tolist()
                       if w + m.cfg.window <= watermark})
         for ws in due:
             m.held.setdefault(ws, list(m.sids))
@@ -69,9 +75,7 @@ class CloseStep(SeriesCore):
             sids = [sid for sid in held if sid in live]
         slot = m.calendar.slot(ws)
         end = ws + m.cfg.window
-        n_tests = len(SIGNALS) + len(m.cfg.features)
-        budget = self.d.false_alarms_per_4_weeks * self.budget_share
-        alpha = budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(len(sids), 1) * n_tests)
+        alpha = self._alpha(m, len(sids))
         report = WindowReport(m.cfg.name, ws, end)
         report.notes = sorted(self._evaluate(m, sums, ws, slot, end, alpha, sids), key=note_order) if sids else []
         if m.shadow is not None:
@@ -112,3 +116,7 @@ class CloseStep(SeriesCore):
             del self.alert_states[key]
         self.metrics.series.labels(m.cfg.name).set(len(m.sids))
 
+
+
+def _start(ts: int, window: int) -> int:
+    return ts - ts % window

@@ -45,6 +45,8 @@ class IngestStep(SeriesCore):
         if len(ts) == 0:
             return {}
         n = len(ts)
+        last = int(ts.max())
+        m.last_ts = last if m.last_ts is None else max(m.last_ts, last)
         self.stats.processed += n
         self.metrics.processed.labels(m.cfg.name).inc(n)
         part_max = self._partition_max(where, ts)
@@ -59,22 +61,22 @@ class IngestStep(SeriesCore):
                 self._shadow_add(m, sids[challenger], ws[challenger], take(values, challenger),
                                  v[challenger].tolist())
                 keep = ~challenger
-                sids, ts, ws = sids[keep], ts[keep], ws[keep]
+                sids, ts, ws, where = sids[keep], ts[keep], ws[keep], where[keep]
                 values, feats = take(values, keep), take(feats, keep)
                 if len(ts) == 0:
                     return part_max
         if self.shared_edges and m.params is None and (isinstance(spec, NumericSpec) or m.features is not None):
-            self._wait(m, sids, ts, ws, values, feats, out)
+            self._wait(m, sids, ts, ws, values, feats, where, out)
             return part_max
         fbins = m.features.bins_of(self._feature_columns(m, feats)) if m.features is not None else None
         if isinstance(spec, CategoricalSpec):
-            self._accumulate(m, sids, ws, spec.codes(values), None, fbins)
+            self._accumulate(m, sids, ws, spec.codes(values), None, fbins, ts, where)
         else:
             arr = np.asarray(values, dtype=np.float64)
             if spec.frozen:
-                self._accumulate(m, sids, ws, spec.bin(arr), spec.clip(arr), fbins)
+                self._accumulate(m, sids, ws, spec.bin(arr), spec.clip(arr), fbins, ts, where)
             else:
-                m.pending.append((sids, ws, arr, None))
+                m.pending.append((sids, ts, arr, None, self._reach_of(where, ts)))
                 spec.observe(arr[:self._cut(m, ws, ts)])
                 if not spec.frozen and (ts >= self._learn_until(m, ws)).any():
                     spec.learn()
@@ -96,7 +98,8 @@ class IngestStep(SeriesCore):
         return int(np.argmax(after)) if after.any() else len(ts)
 
     def _wait(self, m: ModelState, sids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
-              values: npt.NDArray[np.float64] | list[Any], feats: list[Any] | npt.NDArray[np.float64], out: Output) -> None:
+              values: npt.NDArray[np.float64] | list[Any], feats: list[Any] | npt.NDArray[np.float64],
+              where: npt.NDArray[np.int64], out: Output) -> None:
         """A model of a task of several, before its shared parameters: its events wait (sampled),
         and once an event reaches ``learn_until`` the sample is proposed to the model stage."""
         spec = m.spec
@@ -108,7 +111,7 @@ class IngestStep(SeriesCore):
             assert spec is not None
             pred = spec.codes(list(values)).astype(np.float64)
         kept = m.features.wait(self._feature_columns(m, feats), cut) if m.features is not None else None
-        m.pending.append((sids, ws, pred, kept))
+        m.pending.append((sids, ts, pred, kept, self._reach_of(where, ts)))
         if cut < len(ts):
             self._propose(m, out)
 
@@ -142,6 +145,12 @@ class IngestStep(SeriesCore):
             m.pending, m.shadow_pending = [], []
         self._flush_pending(m)
         return True
+
+    def _reach_of(self, where: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The partition's latest event time at each of these events (the fast lane's order)."""
+        if self._prefix is None:
+            return np.maximum(ts, self._reach)
+        return np.maximum(self._prefix[where], ts)
 
     def _partition_max(self, where: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> dict[int, int]:
         """The latest event time per input partition among these events (for the watermark)."""
@@ -188,12 +197,13 @@ class IngestStep(SeriesCore):
         if isinstance(spec, NumericSpec) and not spec.frozen:
             spec.learn()
         waiting, m.pending = m.pending, []
-        for sids, ws, pred, kept in waiting:
+        for sids, ts, pred, kept, reach in waiting:
+            ws = ts - ts % m.cfg.window
             fbins = m.features.bins_of(m.features.release(kept)) if kept is not None and m.features is not None else None
             if isinstance(spec, NumericSpec):
-                self._accumulate(m, sids, ws, spec.bin(pred), spec.clip(pred), fbins)
+                self._accumulate(m, sids, ws, spec.bin(pred), spec.clip(pred), fbins, ts, reach=reach)
             else:
-                self._accumulate(m, sids, ws, pred.astype(np.int64), None, fbins)
+                self._accumulate(m, sids, ws, pred.astype(np.int64), None, fbins, ts, reach=reach)
         shadow, m.shadow_pending = m.shadow_pending, []
         for sids, ws, arr, versions in shadow:
             self._shadow_add(m, sids, ws, arr, versions)
@@ -206,8 +216,12 @@ class IngestStep(SeriesCore):
         bins: npt.NDArray[np.int64],
         values: npt.NDArray[np.float64] | None,
         feature_bins: dict[str, npt.NDArray[np.int64]] | None = None,
+        ts: npt.NDArray[np.int64] | None = None,
+        where: npt.NDArray[np.int64] | None = None,
+        reach: npt.NDArray[np.int64] | None = None,
     ) -> None:
-        """The batch's events into their open windows' sums: a few bincounts per window, no per-event Python."""
+        """The batch's events into their open windows' sums: a few bincounts per window, no per-event
+        Python; first through the fast lane (which reads the counts before them)."""
         assert m.spec is not None
         st = m.store
         names = m.features.names if m.features is not None else []
@@ -220,5 +234,6 @@ class IngestStep(SeriesCore):
             feats = (np.array([index[n] for n in feature_bins], dtype=np.int64),
                      np.stack(list(feature_bins.values()), axis=1))
         shape = (len(st.scal), st.hist.shape[2], st.fhist.shape[2], st.fhist.shape[3])
+        self._lane(m, rows, ws, bins, ts, self._early, where, reach)
         m.windows.add(ws, rows, bins, values, feats, shape)
 

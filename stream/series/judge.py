@@ -29,6 +29,9 @@ from ..verdict import Evidence
 from ..window import WindowSums
 from .tables import CLEAN_FRACTION, SIGNALS, ModelState, SeriesCore, fingerprint
 
+#: Tests whose breach fires at once: online detectors and the fast lane.
+STRONG_TESTS = ("page_hinkley", "adwin", "sequential", "invalid")
+
 
 class JudgeStep(SeriesCore):
     """A closed window's per-series verdicts, lifecycle and evidence."""
@@ -57,13 +60,13 @@ class JudgeStep(SeriesCore):
         feat_ok = w.fseen[:, :nf] & (fsize > 0)[None, :] if nf else None
         batch = Batch(counts, w.hist[:, : st.hist.shape[2]].astype(np.float64), w.total, w.total_sq,
                       (counts >= d.min_window_events) & (counts > 0),
-                      w.feat[:, :nf, :fb].astype(np.float64) if nf else None, feat_ok)
+                      w.feat[:, :nf, :fb].astype(np.float64) if nf else None, feat_ok, w.invalid.astype(np.float64))
 
         def window(i: int) -> Window:
             feats = {name: w.feat[i, j, : st.fsize[j]].copy() for j, name in enumerate(st.features)
                      if feat_ok is not None and feat_ok[i, j]}
             return Window(ws, int(w.count[i]), w.hist[i].copy() if w.count[i] else None, float(w.total[i]),
-                          float(w.total_sq[i]), feats or None)
+                          float(w.total_sq[i]), feats or None, int(w.invalid[i]))
 
         numeric = isinstance(m.spec, NumericSpec)
         found = evaluate(st, rows, slot.chain, batch, numeric, alpha, d.min_baseline_windows, d.min_holiday_windows)
@@ -91,7 +94,8 @@ class JudgeStep(SeriesCore):
         kinds = ("prediction", "volume", "feature")
         open_ = {k: np.isin(sid_arr, [sid for (sid, sg), _a in self.alert_states.items() if sg == k]) for k in kinds}
         firing = np.isin(sid_arr, [sid for (sid, sg), a in self.alert_states.items() if sg in SIGNALS and a.status == "firing"])
-        flagged = found["prediction"].breach | found["volume"].breach | firing
+        lane = w.crossed.astype(bool)  # the fast lane crossed in this window: the prediction breached
+        flagged = found["prediction"].breach | found["volume"].breach | firing | lane
         # Evidence: breach, clean (well below the threshold: a firing alert does not resolve on a
         # window that merely lacks the power to confirm it), or neither.
         evidence: dict[str, npt.NDArray[np.int8]] = {}
@@ -100,9 +104,10 @@ class JudgeStep(SeriesCore):
             ev = np.where(fs.breach, 1, np.where(fs.has & (fs.score <= CLEAN_FRACTION * fs.threshold), 0, -1)).astype(np.int8)
             ev[ambiguous[i]] = -1
             evidence[signal] = ev
+        evidence["prediction"][lane] = 1
         # Prediction first: while the prediction drifts (or is about to fire), feature drift is its
         # evidence, attached to the prediction alert, not an alert of its own.
-        evidence["feature"][pred.breach | open_["prediction"]] = -1
+        evidence["feature"][pred.breach | lane | open_["prediction"]] = -1
         # The few series with something to say (a breach, or an alert not inactive), with their
         # verdicts and baselines as of before this window.
         say = {k: (evidence[k] == 1) | open_[k] for k in kinds}
@@ -111,7 +116,10 @@ class JudgeStep(SeriesCore):
             for signal in kinds:
                 if say[signal][i]:
                     said = int(evidence[signal][i])
-                    todo.append((i, signal, self._verdict(st, sids[i], found[signal], i, signal), None if said < 0 else bool(said)))
+                    verdict = self._verdict(st, sids[i], found[signal], i, signal)
+                    if signal == "prediction" and lane[i] and (verdict is None or not verdict[0].breach):
+                        verdict = self._lane_verdict(m, sids[i], ws, w, i)  # the window's evidence is the lane's
+                    todo.append((i, signal, verdict, None if said < 0 else bool(said)))
         keep = ~flagged
         if keep.any():
             st.fold_many(rows[keep], slot.store, batch.take(keep))
@@ -135,6 +143,14 @@ class JudgeStep(SeriesCore):
                 shown = self._evidence(m, sid, signal, verdict, slot, win, fp, features)
                 notes.append(Note(self.series_key[sid], signal, status, reason, starts, shown))
         return notes
+
+    def _lane_verdict(self, m: ModelState, sid: int, ws: int, w: WindowSums, i: int) -> tuple[Verdict, Baseline]:
+        """The fast lane's verdict on a closed window it crossed in (a window may have no verdict of
+        its own: all its predictions invalid)."""
+        hist = w.hist[i].astype(np.int64)
+        found, _win = self._lane_found(m, sid, ws, w, i, float(w.lane[i]), -math.log(self._alpha(m, len(m.sids))),
+                                       int(w.count[i]), int(w.invalid[i]), hist)
+        return found
 
     @staticmethod
     def _verdict(st: SeriesStore, sid: int, f: Found, i: int, signal: str) -> tuple[Verdict, Baseline] | None:
@@ -165,13 +181,17 @@ class JudgeStep(SeriesCore):
         d = self.d
         key = (sid, signal)
         before = self.alert_states.get(key, AlertState())
+        if before.status != "inactive" and before.starts_at is not None and window.start < before.starts_at:
+            # A window older than the alert, closing after a newer window's fast lane fired it (a
+            # batch that spans windows): its evidence is not about this alert.
+            return None
         after, transition = step(
             before, evidence, window.start,
             pending_windows=d.pending_windows, resolve_windows=d.resolve_windows,
-            # A strong window, or an online detection (evidence accumulated over many windows already),
-            # needs no second window to confirm it.
+            # A strong window, an online detection (evidence accumulated over many windows already) or
+            # the fast lane's (anytime-valid: confirmed by construction) needs no second window.
             strong=evidence is True and found is not None
-            and (found[0].score >= 2.0 * found[0].threshold or found[0].test in ("page_hinkley", "adwin")),
+            and (found[0].score >= 2.0 * found[0].threshold or found[0].test in STRONG_TESTS),
         )
         if after.status == "inactive":
             self.alert_states.pop(key, None)
@@ -179,6 +199,8 @@ class JudgeStep(SeriesCore):
             self.alert_states[key] = after
         if found is None:
             return None
+        if after.status == "firing" and transition is None and evidence is not True:
+            return None  # a firing alert repeats on bad evidence only (a repeat renews its breaker)
         if after.status == "firing":
             status, starts = "firing", after.starts_at
         elif transition == "resolved":

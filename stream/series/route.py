@@ -198,6 +198,11 @@ class RouteStep(SeriesCore):
         limit = self._limit(c.ts, now_ms)
         if limit is not None and int(c.ts.max()) > limit:
             return None
+        rng = m.cfg.prediction_range
+        if rng is not None and not c.labels:
+            pred = np.asarray(c.prediction, dtype=np.float64)
+            if ((pred < rng[0]) | (pred > rng[1])).any():
+                return None
         ws = c.ts - c.ts % m.cfg.window
         by_window = self._by_window(ws, c.ids)
         if not self._fresh(m, by_window):
@@ -318,6 +323,10 @@ class RouteStep(SeriesCore):
             kind = "categorical"
         else:
             kind = "numeric"
+            rng = m.cfg.prediction_range
+            if rng is not None and not rng[0] <= pred <= rng[1]:
+                return "invalid_event", (f"prediction {pred!r} is outside the declared range [{rng[0]:g}, {rng[1]:g}] "
+                                         f"(models.{m.cfg.name}.prediction_range)")
         if m.spec is None:
             m.spec = m.new_spec(kind == "numeric")
         elif m.spec.kind != kind:

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..baseline import Baseline, Window
 from ..calendar import Calendar, Slot
 from ..config import Config, Defaults, ResolvedModel
 from ..contract import Alert, Command
 from ..decide import AlertState
 from ..decode import DeadLetter, Record
 from ..dedupe import Sent
+from ..detect import Verdict
 from ..features import FeatureSketch
 from ..group import Note
 from ..metrics import Metrics
@@ -31,13 +33,17 @@ from ..shadow import ShadowTracker
 from ..sketch import CategoricalSpec, NumericSpec, Spec
 from ..store import SeriesStore
 from ..typed import TypedDecoder
-from ..verdict import Params, Proposal, WindowReport
+from ..verdict import Evidence, Params, Proposal, WindowReport
 from ..window import OpenWindows, Watermark, WindowSums
 
 FOUR_WEEKS_MS = 28 * 86_400_000
 
 FeatureColumns = list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]]
-Pending = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], FeatureColumns | None]
+Pending = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], FeatureColumns | None,
+                npt.NDArray[np.int64]]
+#: Events queued for the fast lane: store rows, window starts, categories, event times, reach.
+LaneEvents = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
+                   npt.NDArray[np.int64]]
 SIGNALS = ("prediction", "volume")
 CLEAN_FRACTION = 0.5
 
@@ -101,12 +107,14 @@ class ModelState:
         self.spec: Spec | None = None
         self.sids: list[int] = []
         self.by_segment: dict[str, int] = {}
-        # Events waiting for their bin edges: series, window starts, predictions (values, or label
-        # codes), and (waiting for shared parameters) the features as ``FeatureSketch.wait`` keeps them.
+        # Events waiting for their bin edges: series, event times, predictions (values, or label
+        # codes), the partition's latest event time at each (the fast lane's order), and (waiting for shared parameters) the features as ``FeatureSketch.wait`` keeps them.
         self.pending: list[Pending] = []
         self.features = FeatureSketch(cfg.features) if cfg.features else None
         self.seen: dict[int, set[str]] = {}  # event ids per open window
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
+        self.lane_queue: list[LaneEvents] = []  # counted, not yet stepped by the fast lane (``lane.py``)
+        self.last_ts: int | None = None  # the latest event time counted (a refused event without one is counted then)
         # Parameters decided by the model stage for every partition (a task in a stage of several),
         # whether this task proposed its sample, and the windows due while it waited for them
         # (window start -> the series then: the ones its close judges).
@@ -157,9 +165,47 @@ class SeriesCore:
     stats: Stats
     typed: TypedDecoder
     _batch: Sequence[Record]
+    _early: Output  # the fast lane's reports of events counted outside a batch, for the next output
+    _reach: int  # the latest event time of the batches before this one
+    _prefix: npt.NDArray[np.int64] | None  # per place in this batch: the latest event time up to it
     _parts: int | npt.NDArray[np.int64]
 
+    def _alpha(self, m: ModelState, series: int) -> float:
+        """The false-alarm probability one test of one series may spend per window: the model's
+        budget (this task's share of it) over the windows in four weeks, its series, and its tests
+        (the window test of each signal and feature, and the fast lane's)."""
+        tests = len(SIGNALS) + len(m.cfg.features) + (1 if self.d.fast_lane else 0)
+        budget = self.d.false_alarms_per_4_weeks * self.budget_share
+        return budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(series, 1) * tests)
+
     def _dead(self, out: Output, dl: DeadLetter) -> None:
+        raise NotImplementedError
+
+    def _new_series(self, m: ModelState, seg: dict[str, str], skey: str) -> int:
+        raise NotImplementedError
+
+    def _lane(self, m: ModelState, rows: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
+              cats: npt.NDArray[np.int64], ts: npt.NDArray[np.int64] | None, out: Output,
+              where: npt.NDArray[np.int64] | None = None, reach: npt.NDArray[np.int64] | None = None) -> None:
+        raise NotImplementedError
+
+    def _run_lane(self, m: ModelState, upto: int | None, out: Output) -> None:
+        raise NotImplementedError
+
+    def _arrived(self, sids: npt.NDArray[np.int64], now: float) -> None:
+        raise NotImplementedError
+
+    def _step(self, m: ModelState, sid: int, signal: str, found: tuple[Verdict, Baseline] | None,
+              evidence: bool | None, window: Window, end: int) -> tuple[str, str, int, str] | None:
+        raise NotImplementedError
+
+    def _lane_found(self, m: ModelState, sid: int, w: int, sums: WindowSums, row: int, value: float,
+                    threshold: float, count: int, invalid: int, hist: npt.NDArray[np.int64]
+                    ) -> tuple[tuple[Verdict, Baseline], Window]:
+        raise NotImplementedError
+
+    def _evidence(self, m: ModelState, sid: int, signal: str, found: tuple[Verdict, Baseline], slot: Slot,
+                  window: Window, fp: str, features: list[str]) -> Evidence:
         raise NotImplementedError
 
     def _flush_pending(self, m: ModelState) -> None:

@@ -1,0 +1,391 @@
+"""The fast lane: every series' open window tested event by event, so a broken model breaks in seconds.
+
+A window test waits for the window to close (an hour, or a day). The fast lane is an anytime-valid
+sequential test of the window so far against its calendar slot's baseline, updated with every
+event in stream order, so a severe break (predictions null or NaN, one constant value, a shift far
+beyond the slot's normal variation) fires at once, and a healthy window spends no more than its
+share of the false-alarm budget however often it is looked at.
+
+The test is an e-process (Shin, Ramdas and Rinaldo 2022) over the window's categories: the
+prediction's bins and one more for invalid predictions (null, NaN, wrong type, out of range). Its
+null hypothesis is a *ceiling*, not a point: no category is more frequent than the slot's history
+allows (its mean share, plus its window-to-window spread and the baseline's own estimation error,
+plus a slack for the variation inside a window; for the invalid share, its history or 0.1%). Under
+any distribution below the ceiling, ``prod q_t(x_t) / ceil(x_t)`` is a supermartingale for any
+predictable ``q_t``, here the running counts of the window with a half count per category
+(Krichevsky-Trofimov, the multinomial mixture of Lindon and Malek 2022): so by Ville's inequality
+each of them crosses ``1 / alpha`` with probability at most ``alpha``. ``alpha`` is one test's
+share of the model's budget, like each window test's (``tables.SeriesCore._alpha``: e-values per
+series and window, Bonferroni across them as Dandapanthula and Ramdas 2025 do for e-detectors).
+
+The plug-in ``q_t`` is what the series sent lately: its categories' counts decayed by half every
+32 events (with half a count each), so the test adapts within a few dozen events of a break however
+long its window has run. The statistic is the CUSUM of the log e-values, the best over every
+starting event, so a window's healthy start does not make a later break climb out of a hole; its
+threshold pays for the starting points it looks at: ``log(2 n (1 + log n)^2 / alpha)`` after ``n``
+events (start ``s`` is held to ``alpha / (2 s (1 + log s)^2)``, and those sum to at most ``alpha``).
+
+The events are stepped in stream order per series with a few sorts per batch and no per-event
+Python (``lane_values`` is the one-at-a-time reference), so the crossing is found at the exact
+event whatever the batches.
+
+>>> import numpy as np
+>>> ceil = np.log(np.array([0.6, 0.6, 0.001]))  # two bins seen about half and half, invalid very rare
+>>> healthy = lane_values(np.zeros(3), 0.0, np.array([0, 1] * 50), ceil)
+>>> bool(healthy.max() < 3)  # a CUSUM: it keeps falling back to zero
+True
+>>> broken = lane_values(np.array([20.0, 20.0, 0.0]), 0.0, np.array([2] * 8), ceil)
+>>> [round(float(v), 1) for v in broken]  # eight invalid predictions in a row
+[2.5, 6.1, 10.1, 14.5, 19.1, 24.0, 28.9, 34.0]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from ..baseline import Baseline, Window
+from ..contract import _to_epoch_ms
+from ..decode import DeadLetter
+from ..detect import Verdict
+from ..group import Note
+from ..store import SeriesStore
+from ..verdict import WindowReport
+from ..window import WindowSums
+from .tables import ModelState, Output, SeriesCore, segment_key
+
+#: Dead-letter reasons that are a model's broken prediction (the event's series can still be read).
+REFUSED = frozenset({"invalid_event", "prediction_type", "malformed_json"})
+Z = 4.0  # standard deviations of a category's share the ceiling allows
+SLACK = 0.25  # relative slack per hour of window: a partial window is not the whole window's average
+INVALID_FLOOR = 0.001  # an invalid share no ceiling goes below (a stray bad event is not a break)
+HOUR_MS = 3_600_000
+DECAY = 2.0 ** (-1 / 32)  # the alternative's memory: an event weighs half as much 32 events later
+CHUNK = 20_000  # events of one window stepped at once (DECAY ** -CHUNK stays a finite float)
+
+
+def lane_values(recent: npt.NDArray[np.float64], lane: float, xs: npt.NDArray[np.int64],
+                log_ceil: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """One series' test statistic after each of the events ``xs`` (categories), from the decayed
+    counts ``recent`` and the statistic ``lane`` before them, one event at a time: the reference
+    that the vectorised ``_step_chunk`` follows."""
+    k = len(recent)
+    d = recent.astype(np.float64).copy()
+    out = np.empty(len(xs))
+    value = lane
+    for i, x in enumerate(xs.tolist()):
+        value = max(value, 0.0) + math.log((d[x] + 0.5) / (d.sum() + k / 2)) - log_ceil[x]
+        out[i] = value
+        d[x] += 1.0
+        d *= DECAY
+    return out
+
+
+def _exclusive(x: npt.NDArray[np.float64], order: npt.NDArray[np.int64], start: npt.NDArray[np.bool_]
+               ) -> npt.NDArray[np.float64]:
+    """For each element, the sum of the ``x`` before it among its equal keys (``order``, ``start``
+    as ``_ranks`` gives them), in stream order."""
+    xs = x[order]
+    cs = np.cumsum(xs) - xs
+    run_of = np.cumsum(start) - 1
+    cs -= cs[np.flatnonzero(start)][run_of]
+    out = np.empty(len(x))
+    out[order] = cs
+    return out
+
+
+def _ranks(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Each element's rank among the equal keys before it (stream order), the stable order by key,
+    and where each run of equal keys starts in that order."""
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    start = np.ones(len(ks), bool)
+    start[1:] = ks[1:] != ks[:-1]
+    pos = np.arange(len(ks))
+    first = np.maximum.accumulate(np.where(start, pos, 0))
+    rank = np.empty(len(ks), np.int64)
+    rank[order] = pos - first
+    return rank, order, start
+
+
+class LaneStep(SeriesCore):
+    """Events (valid, and refused for their prediction) into the open windows' sequential tests."""
+
+    _refused: list[DeadLetter]
+
+    def _lane(self, m: ModelState, rows: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
+              cats: npt.NDArray[np.int64], ts: npt.NDArray[np.int64] | None, out: Output,
+              where: npt.NDArray[np.int64] | None = None, reach: npt.NDArray[np.int64] | None = None) -> None:
+        """Queue these events for the sequential tests of their windows: ``cats`` are bins, the
+        spec's size for an invalid event; ``ts`` the event times (None: their window's start);
+        ``where`` their places in the batch, or ``reach`` (events that waited for the shared bin
+        edges) the partition's latest event time at each. They are stepped by ``_run_lane``, in
+        event-time order with the window closes (``close.py``), so that what a test sees is the
+        same whatever the batches: a window closes when the partition's watermark passes its end,
+        and the lane steps an event when the partition has read it."""
+        if not self.d.fast_lane or m.spec is None or len(rows) == 0:
+            return
+        t = ts if ts is not None else ws.copy()
+        if reach is None:
+            reach = np.maximum(self._prefix[where], t) if where is not None and self._prefix is not None \
+                else np.maximum(t, self._reach)
+        m.lane_queue.append((rows, ws, cats, t, reach))
+
+    def _run_lane(self, m: ModelState, upto: int | None, out: Output) -> None:
+        """Step the queued events the partition had read before its watermark reached ``upto`` (the
+        end of the window about to close; None: all of them)."""
+        if not m.lane_queue:
+            return
+        rows, ws, cats, ts, reach = (np.concatenate(a) for a in zip(*m.lane_queue, strict=True))
+        order = np.argsort(reach, kind="stable")
+        rows, ws, cats, ts, reach = rows[order], ws[order], cats[order], ts[order], reach[order]
+        n = len(rows) if upto is None else int(np.searchsorted(reach - self.d.allowed_lateness, upto, side="left"))
+        m.lane_queue = [(rows[n:], ws[n:], cats[n:], ts[n:], reach[n:])] if n < len(rows) else []
+        if n == 0:
+            return
+        shape = self._shape(m)
+        for w in np.unique(ws[:n]).tolist():
+            if w not in m.windows._open:
+                continue  # closed already: these events were late by the time the partition read them
+            sel = ws[:n] == w
+            sums = m.windows.sums(w, shape)
+            r = rows[:n][sel]
+            sums.room(int(r.max()) + 1)
+            self._step_window(m, w, sums, r, cats[:n][sel], ts[:n][sel], reach[:n][sel], out)
+
+    def _shape(self, m: ModelState) -> tuple[int, int, int, int]:
+        assert m.spec is not None
+        st = m.store
+        names = m.features.names if m.features is not None else []
+        st.ensure(m.spec.size, {n: m.features.max_size for n in names} if m.features is not None else {})
+        return (len(st.scal), st.hist.shape[2], st.fhist.shape[2], st.fhist.shape[3])
+
+    def _step_window(self, m: ModelState, w: int, sums: WindowSums, r: npt.NDArray[np.int64],
+                     c: npt.NDArray[np.int64], t: npt.NDArray[np.int64], reach: npt.NDArray[np.int64],
+                     out: Output) -> None:
+        urows = np.unique(r)
+        todo = urows[sums.ready[urows] == 0]
+        if len(todo):
+            self._ceilings(m, w, sums, todo)
+        alpha = self._alpha(m, len(m.sids))
+        for lo in range(0, len(r), CHUNK):  # (the decay's weights stay finite)
+            hi = lo + CHUNK
+            self._step_chunk(m, w, sums, r[lo:hi], c[lo:hi], t[lo:hi], reach[lo:hi], alpha, out)
+
+    def _step_chunk(self, m: ModelState, w: int, sums: WindowSums, r: npt.NDArray[np.int64],
+                    c: npt.NDArray[np.int64], t: npt.NDArray[np.int64], reach: npt.NDArray[np.int64],
+                    alpha: float, out: Output) -> None:
+        k = sums.seen.shape[1]
+        rank_r, order, start = _ranks(r)
+        _rank_c, order_c, start_c = _ranks(r * k + c)
+        # The alternative: each series' recent categories, decayed per event (a predictable plug-in),
+        # from the counts the window's state carries and the events before each one here.
+        wgt = DECAY ** -rank_r.astype(np.float64)
+        before_r = _exclusive(wgt, order, start)
+        before_c = _exclusive(wgt, order_c, start_c)
+        scale = DECAY ** rank_r.astype(np.float64)
+        d_c = scale * (sums.recent[r, c] + before_c)
+        d = scale * (sums.recent.sum(axis=1)[r] + before_r)
+        inc = np.log((d_c + 0.5) / (d + k / 2.0)) - sums.ceil[r, c].astype(np.float64)
+        # CUSUM per series, in stream order: the best log e-value over every starting event.
+        rs = r[order]
+        run_start = np.flatnonzero(start)
+        run_of = np.cumsum(start) - 1
+        p = np.cumsum(inc[order])
+        p -= np.concatenate([[0.0], p[run_start[1:] - 1]])[run_of]  # prefix sums within each series
+        big = (np.abs(p).max(initial=0.0) + np.abs(sums.lane[rs]).max(initial=0.0) + 1.0) * 4.0
+        prev = np.empty(len(p))
+        prev[1:] = p[:-1]
+        prev[run_start] = -np.maximum(sums.lane[rs[run_start]], 0.0)
+        low = np.minimum.accumulate(prev - run_of * big) + run_of * big
+        value = p - low
+        seen_n = sums.seen.sum(axis=1)
+        n = seen_n[rs] + rank_r[order] + 1.0
+        threshold = np.log(2.0 * n * (1.0 + np.log(n)) ** 2 / alpha)
+        hit = (value >= threshold) & ~sums.crossed[rs]
+        # The window's state after these events.
+        run_end = np.concatenate([run_start[1:], [len(rs)]]) - 1
+        urow = rs[run_start]
+        sums.lane[urow] = value[run_end]
+        ukey, first = np.unique(r * k + c, return_index=True)
+        totals = np.bincount(np.searchsorted(ukey, r * k + c), weights=wgt, minlength=len(ukey))
+        dec = np.ones(len(sums.recent))
+        dec[urow] = DECAY ** (run_end - run_start + 1).astype(np.float64)
+        add = np.zeros_like(sums.recent)
+        np.add.at(add, (ukey // k, ukey % k), totals)
+        sums.recent[urow] = dec[urow, None] * (sums.recent[urow] + add[urow])
+        np.add.at(sums.seen, (r, c), 1)
+        if not hit.any():
+            return
+        for i in [int(i) for i in np.flatnonzero(hit)]:
+            row = int(rs[i])
+            if sums.crossed[row]:
+                continue  # its first crossing here is the one
+            sums.crossed[row] = True
+            j = int(order[i])
+            seen = sums.seen[row] - np.bincount(c[order[i + 1:]][rs[i + 1:] == row], minlength=k)  # up to the crossing
+            self._crossed(m, w, sums, row, seen, float(value[i]), float(threshold[i]), int(t[j]), int(reach[j]), out)
+
+    def _ceilings(self, m: ModelState, w: int, sums: WindowSums, rows: npt.NDArray[np.int64]) -> None:
+        """The ceiling of each category for these series in this window, from its slot's baseline.
+        On a holiday, from both its own chain (past holidays, then Sundays) and the ordinary day's,
+        the higher of the two, and only where both have one: which of them a holiday is like is
+        what the window test judges (``either_day``), not the lane."""
+        st, d = m.store, self.d
+        bins = sums.hist.shape[1]
+        slot = m.calendar.slot(w)
+        slack = SLACK * max(1.0, m.cfg.window / HOUR_MS)
+        ceil = np.full((len(rows), bins + 1), -np.inf)
+        inval = np.zeros(len(rows))
+        have = np.ones(len(rows), bool)
+        for chain in (slot.chain, slot.alternative):
+            if not chain:
+                continue
+            col, _pos = st.pick(rows, chain, True, d.min_baseline_windows, d.min_holiday_windows)
+            ok = col >= 0
+            if ok.any():
+                hist = st.hist[rows[ok], col[ok], :bins].astype(np.float64)
+                s = st.scal[rows[ok], col[ok]].astype(np.float64)
+                n_w = np.maximum(hist.sum(axis=1), 1.0)
+                p = hist / n_w[:, None]
+                k_eff = np.clip(s[:, SeriesStore.N_PRED], 1.0, st.k)
+                excess = np.maximum(s[:, SeriesStore.DISP], 1.0) - 1.0
+                var = p * (1.0 - p) * ((excess + 1.0 / k_eff) / n_w)[:, None]
+                up = p * (1.0 + slack) + Z * np.sqrt(var) + (3.0 / (k_eff * n_w))[:, None]
+                ceil[ok, :bins] = np.maximum(ceil[ok, :bins], np.log(np.minimum(up, 1.0)))
+            have &= ok
+            col, _pos = st.pick(rows, chain, False, 1)
+            ok = col >= 0
+            if ok.any():
+                s = st.scal[rows[ok], col[ok]].astype(np.float64)
+                share = np.maximum(s[:, SeriesStore.INVALID], 0.0)
+                n_w = np.maximum(np.expm1(s[:, SeriesStore.LOG_C]), 1.0)
+                inval[ok] = np.maximum(inval[ok], share * (1.0 + slack) + Z * np.sqrt(share / n_w))
+        ceil[~have, :bins] = 0.0  # no baseline: the valid predictions are no evidence either way
+        ceil[:, bins] = np.log(np.minimum(np.maximum(inval, INVALID_FLOOR), 1.0))
+        sums.ceil[rows] = ceil
+        sums.ready[rows] = np.where(have, 1, -1)
+
+    def _crossed(self, m: ModelState, w: int, sums: WindowSums, row: int, seen: npt.NDArray[np.int64],
+                 value: float, threshold: float, at: int, reach: int, out: Output) -> None:
+        """A series' test crossed at event time ``at``: its prediction alert fires now (an early
+        report, decided by the model stage once every partition read as far as ``reach``),
+        unless it fires already."""
+        sid = next((s for s, rr in m.store.rows.items() if rr == row), None)
+        if sid is None:
+            return
+        bins = sums.hist.shape[1]
+        hist = seen[:bins].astype(np.int64)
+        invalid = int(seen[bins])
+        count = int(hist.sum())
+        found, window = self._lane_found(m, sid, w, sums, row, value, threshold, count, invalid, hist)
+        due = self._step(m, sid, "prediction", found, True, window, at)
+        self.metrics.lane_crossings.labels(m.cfg.name).inc()
+        if due is None:
+            return
+        status, reason, starts, fp = due
+        shown = self._evidence(m, sid, "prediction", found, m.calendar.slot(w), window, fp, [])
+        report = WindowReport(m.cfg.name, w, at, [Note(self.series_key[sid], "prediction", status, reason, starts, shown)],
+                              early=reach)
+        out.reports.append(report)
+
+    def _lane_found(self, m: ModelState, sid: int, w: int, sums: WindowSums, row: int, value: float,
+                    threshold: float, count: int, invalid: int, hist: npt.NDArray[np.int64]
+                    ) -> tuple[tuple[Verdict, Baseline], Window]:
+        """The lane's verdict on a series' window so far, with the baseline it was tested against."""
+        bins = sums.hist.shape[1]
+        n = max(count + invalid, 1)
+        share_ceiling = float(np.exp(sums.ceil[row, bins]))
+        if invalid / n > share_ceiling:
+            test = "invalid"
+            detail = (f"invalid predictions: {invalid} of {n} events in the open window (null, NaN, wrong type "
+                      f"or out of range; at most {share_ceiling:.2%} expected)")
+        else:
+            test = "sequential"
+            detail = f"sequential test of the open window ({n} events) against its slot's ceiling"
+        verdict = Verdict(value, threshold, True, detail, test, None)
+        slot = m.calendar.slot(w)
+        base = m.store.baseline(sid, slot.chain, True, self.d.min_baseline_windows, self.d.min_holiday_windows)
+        if base is None and slot.alternative:
+            base = m.store.baseline(sid, slot.alternative, True, self.d.min_baseline_windows, self.d.min_holiday_windows)
+        window = Window(w, count, hist if base is not None and count else None, float(sums.total[row]),
+                        float(sums.total_sq[row]), None, invalid)
+        if base is None:
+            base = _empty_baseline(slot.chain[0], bins)
+        return (verdict, base), window
+
+    def _count_refused(self, out: Output) -> None:
+        """The events of this batch refused for their prediction, counted for their series (those
+        whose model and segment can be read, of a series that exists, in an open window) and stepped
+        through the fast lane."""
+        refused, self._refused = self._refused, []
+        by_model: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        place = {rec.offset: i for i, rec in enumerate(self._batch)} if self._prefix is not None else {}
+        for dl in refused:
+            got = self._series_of_refused(dl)
+            if got is not None:
+                m, sid, ts = got
+                sids, tss, pos = by_model.setdefault(m.cfg.name, ([], [], []))
+                sids.append(sid)
+                tss.append(ts)
+                pos.append(place.get(dl.record.offset, len(self._batch) - 1))
+        for name, (sids, tss, pos) in by_model.items():
+            m = self.models[name]
+            self.metrics.invalid.labels(name).inc(len(sids))
+            if m.spec is None or not m.spec.frozen or m.pending:
+                continue  # nothing to count them with yet (its bins are still being learned)
+            times = np.array(tss, dtype=np.int64)
+            starts = times - times % m.cfg.window
+            keep = ~m.windows.late_mask(starts)
+            if not keep.any():
+                continue
+            self._arrived(np.array(sids, dtype=np.int64), self.clock() if self.clock is not None else 0.0)
+            rows = m.store.rows_for(np.array(sids, dtype=np.int64)[keep])
+            m.windows.add_invalid(starts[keep], rows, self._shape(m))
+            self._lane(m, rows, starts[keep], np.full(len(rows), m.spec.size, np.int64), times[keep], out,
+                       np.array(pos, dtype=np.int64)[keep])
+
+    def _series_of_refused(self, dl: DeadLetter) -> tuple[ModelState, int, int] | None:
+        """The model, series and event time of a refused event, when they can be read."""
+        raw = dl.record.value
+        try:
+            d = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            # Python's json writes NaN and Infinity as bare words by default: a model server's
+            # broken prediction, not an unreadable record (its json reads them back).
+            try:
+                d = json.loads(raw) if raw else None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                return None
+        if not isinstance(d, dict) or not isinstance(d.get("model"), str):
+            return None
+        m = self.models.get(d["model"])
+        seg = d.get("segment", {})
+        if m is None or not isinstance(seg, dict):
+            return None
+        by = m.cfg.segment_by
+        values = {k: seg.get(k, "(none)") for k in by} if by is not None else dict(seg)
+        if not all(isinstance(v, str) for v in values.values()):
+            return None
+        ts: int | None
+        try:
+            ts = _to_epoch_ms(d.get("ts"))
+        except (ValueError, TypeError):
+            ts = m.last_ts
+        if ts is None:
+            return None
+        # Only a series that exists: a refused record must not make one (nor grow the model's
+        # series, and with them every threshold, out of garbage).
+        sid = m.by_segment.get(segment_key(values))
+        if sid is None:
+            return None
+        return m, sid, int(ts)
+
+
+def _empty_baseline(key: tuple[object, ...], bins: int) -> Baseline:
+    """What an alert on a series without history shows as its baseline: nothing yet."""
+    return Baseline(key, 0, False, np.zeros(bins, np.float32), 1.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
