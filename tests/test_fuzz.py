@@ -30,10 +30,18 @@ def test_every_corpus_input_passes_its_target(name: str) -> None:
         TARGETS[name](f.read_bytes())
 
 
+# libFuzzer's memory limit reads the process's peak RSS, which a child inherits from the process it
+# was forked from (Linux keeps the high-water mark across exec): a test worker that held a few GB for
+# an earlier test made every fuzz run "out of memory" at its first input. A small launcher process
+# in between gives the fuzzer a peak of its own.
+LAUNCH = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_a_short_coverage_guided_run_finds_nothing(name: str, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "tests.fuzz.run", name, f"-max_total_time={SECONDS}",
-                           "-print_final_stats=1"], cwd=ROOT, capture_output=True, text=True, timeout=SECONDS + 300)
+    proc = subprocess.run([sys.executable, "-c", LAUNCH, sys.executable, "-m", "tests.fuzz.run", name,
+                           f"-max_total_time={SECONDS}", "-print_final_stats=1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=SECONDS + 300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     # CI builds the compiled decoder with coverage hooks (make fuzz-native): the Rust code is fuzzed
     # with coverage feedback too, not only as a black box behind the Python targets.

@@ -300,7 +300,8 @@ class LaneStep(SeriesCore):
         bins = sums.hist.shape[1]
         n = max(count + invalid, 1)
         share_ceiling = float(np.exp(sums.ceil[row, bins]))
-        if invalid / n > share_ceiling:
+        lately = sums.recent[row]  # what the series sent lately (what the test found)
+        if lately[bins] > share_ceiling * max(float(lately.sum()), 1.0) or invalid / n > share_ceiling:
             test = "invalid"
             detail = (f"invalid predictions: {invalid} of {n} events in the open window (null, NaN, wrong type "
                       f"or out of range; at most {share_ceiling:.2%} expected)")
