@@ -43,10 +43,13 @@ class SilenceStep(SeriesCore):
         sids = sids[sids >= 0]
         if len(sids) == 0:
             return
-        need = int(sids.max()) + 1
+        self._room(int(sids.max()) + 1)
+        self._heard[sids] = now
+
+    def _room(self, need: int) -> None:
+        """Room for ``need`` series ids in ``_heard`` (doubling; nan: not heard from)."""
         if need > len(self._heard):
             self._heard = np.concatenate([self._heard, np.full(max(need, 2 * len(self._heard)) - len(self._heard), np.nan)])
-        self._heard[sids] = now
 
     def _silence(self, out: Output, now: float) -> None:
         """Look for series gone silent (at most every ``EVERY`` seconds)."""
@@ -59,8 +62,7 @@ class SilenceStep(SeriesCore):
             if not m.sids:
                 continue
             sids = np.asarray(m.sids, dtype=np.int64)
-            if len(self._heard) < int(sids.max()) + 1:
-                self._heard = np.concatenate([self._heard, np.full(int(sids.max()) + 1 - len(self._heard), np.nan)])
+            self._room(int(sids.max()) + 1)
             heard = self._heard[sids]
             ws = now_ms - now_ms % m.cfg.window
             if first:  # restored: series active lately count from now
@@ -90,7 +92,8 @@ class SilenceStep(SeriesCore):
         silent = (low > 1.0) & (quiet[ok] > np.nan_to_num(limit, nan=np.inf))
         for i in np.flatnonzero(silent).tolist():
             sid = int(sids[ok][i])
-            if self.alert_states.get((sid, "volume")) is not None and self.alert_states[(sid, "volume")].status == "firing":
+            state = self.alert_states.get((sid, "volume"))
+            if state is not None and state.status == "firing":
                 continue
             detail = (f"silent: no event for {quiet[ok][i]:.0f} s, while its slot expects at least {low[i]:.0f} "
                       f"per window (silent for {limit[i]:.0f} s has probability {alpha:.1g})")
