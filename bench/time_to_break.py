@@ -11,10 +11,14 @@ counted: there must be none), then one break after another, each on a model not 
 - session 1: null predictions on one segment; one constant prediction on one segment; +3 sd on one segment;
 - session 2: null predictions on every segment; +1 sd on one segment; a model silent on every segment.
 
-The history is thinner than the live traffic (``--history-rate`` events/h per segment; three weeks at
-20/s would be 435 million events): the calendar slots and shares are the same, the volume is not,
-which only a window close would judge (none closes within a scenario's wait). Predictions per segment
-are Beta draws of their own shape, stationary over the weeks. Prints a markdown table.
+History at the live rate in the calendar slots the live part is judged against: the same weekday at
+the hours of day the live part runs in (``--dense-hours`` from now's, at ``--rate``). Elsewhere it is
+thinner (``--history-rate`` events/h per segment; three weeks at 20/s everywhere would be 435
+million events); those slots are the same in shape, only their volume differs, and no live window is
+judged against them. Why not thin everywhere: a baseline learned from 400 events a window knows each
+bin's share to a few points only, and the fast lane's ceiling must allow for that, so a +1 sd shift
+looked healthy against it (the first measurement). Predictions per segment are Beta draws of their
+own shape, stationary over the weeks. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -69,14 +73,21 @@ def event(model: str, seg: int, ts: int, pred: object, n: int, served: bool = Tr
     return orjson.dumps(e)
 
 
-def history(producer: Producer, topic: str, end_ms: int, rate: float, rng: np.random.Generator) -> int:
-    """Three weeks before ``end_ms`` at ``rate`` events/h per segment, in time order."""
-    start = end_ms - 21 * 24 * HOUR_MS
+def history(producer: Producer, topic: str, end_ms: int, rate: float, rng: np.random.Generator,
+            dense_rate: float = 0.0, dense_hours: int = 0) -> int:
+    """Three weeks of whole hours before ``end_ms`` at ``rate`` events/h per segment, in time order;
+    at ``dense_rate`` in the hours of the same weekday and hour of day as the ``dense_hours`` from
+    ``end_ms``'s (UTC: the bench's models keep the default timezone)."""
+    now = end_ms // HOUR_MS * HOUR_MS
+    start = now - 21 * 24 * HOUR_MS
+    week = 7 * 24 * HOUR_MS
+    dense = {(now + i * HOUR_MS) % week for i in range(dense_hours)}
     n = 0
     for h in range(start, end_ms, HOUR_MS):
+        per_hour = dense_rate if h % week in dense else rate
         for m in MODELS:
             for s, (a, b) in enumerate(SHAPES):
-                k = rng.poisson(rate)
+                k = rng.poisson(per_hour)
                 ts = np.sort(rng.integers(h, min(h + HOUR_MS, end_ms), k))
                 for t, p in zip(ts.tolist(), rng.beta(a, b, k).round(4).tolist(), strict=True):
                     producer.produce(topic, event(m, s, t, p, n), key=f"{m}|{s}".encode())
@@ -145,7 +156,7 @@ def session(args: argparse.Namespace, number: int, plan: list[tuple[str, str, li
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                          "queue.buffering.max.messages": 2_000_000})
     t = time.time()
-    n = history(producer, topic, int(time.time() * 1000), args.history_rate, rng)
+    n = history(producer, topic, int(time.time() * 1000), args.history_rate, rng, args.rate * 3600, args.dense_hours)
     print(f"session {number}: {n} history events produced in {time.time() - t:.0f} s", flush=True)
     tmp = Path(tempfile.mkdtemp())
     log = (tmp / "service.log").open("wb")
@@ -229,6 +240,8 @@ def main() -> int:
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--rate", type=float, default=20.0, help="live events/s per segment")
     ap.add_argument("--history-rate", type=float, default=400.0, help="history events/h per segment")
+    ap.add_argument("--dense-hours", type=int, default=2,
+                    help="hours of day, from now's, whose same-weekday history is at the live rate")
     ap.add_argument("--quiet-minutes", type=float, default=10.0)
     ap.add_argument("--catch-up", type=float, default=150.0, help="seconds to read the history before going live")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each break")

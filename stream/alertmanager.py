@@ -50,6 +50,8 @@ def to_alertmanager(a: Alert, now_ms: int, resend_ms: int, extra: dict[str, str]
         "alert_id": a.alert_id,
         "payload": orjson.dumps(a.model_dump(mode="json")).decode(),
     }
+    if a.silenced_until is not None:  # (an annotation: a label would make it another alert to Alertmanager)
+        annotations["silenced_until"] = ms_to_rfc3339(a.silenced_until)
     body: dict[str, Any] = {"labels": labels, "annotations": annotations, "startsAt": ms_to_rfc3339(a.starts_at)}
     if a.status == "resolved":
         body["endsAt"] = ms_to_rfc3339(a.ends_at or now_ms)

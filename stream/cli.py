@@ -194,6 +194,50 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operate(args: argparse.Namespace) -> int:
+    """``driftline accept`` / ``driftline silence``: an operator's command to the running service,
+    signed with the config's signing key, on the operator topic (created if missing)."""
+    import getpass
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from .act import sign
+    from .config import parse_duration
+    from .consume import client_settings
+    from .contract import Operation
+    from .publish import ensure_topics
+
+    cfg = _config(args)
+    segments = []
+    for spec in getattr(args, "segment", None) or []:
+        pairs = [p.partition("=") for p in spec.split(",")]
+        if any(not k or not eq for k, eq, _v in pairs):
+            raise ConfigError(f"--segment {spec!r}: give key=value pairs, comma-separated (country=US,channel=web)")
+        segments.append({k.strip(): v.strip() for k, _eq, v in pairs})
+    try:
+        duration = parse_duration(args.duration) if args.action == "silence" and args.duration.strip() != "0" else 0
+    except ValueError as exc:
+        raise ConfigError(f"--for {args.duration!r}: {exc}") from None
+    op = Operation(command_id=f"o-{uuid.uuid4().hex[:20]}", model=args.model, action=args.action, segments=segments,
+                   duration_ms=duration, issued_at=int(time.time() * 1000), by=args.by or getpass.getuser(),
+                   note=args.note or "")
+    key = cfg.commands.key()
+    if key is not None:
+        op = sign(op, key)
+    ensure_topics(cfg.kafka)
+    producer = Producer({**client_settings(cfg.kafka), "enable.idempotence": True})
+    producer.produce(cfg.kafka.operator(), key=op.model.encode(), value=op.model_dump_json().encode())
+    if producer.flush(30) != 0:
+        print(f"driftline: {args.action} for {args.model} not delivered to {cfg.kafka.operator()}", file=sys.stderr)
+        return 1
+    what = (f"silence {args.model} for {args.duration}" if args.action == "silence" and duration
+            else f"end the silence of {args.model}" if args.action == "silence"
+            else f"accept the drift of {args.model} as the new normal ({len(segments) or 'every'} segments)")
+    print(f"{op.command_id}: {what}{' (signed)' if key else ''}, on {cfg.kafka.operator()}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .contract import json_schemas
 
@@ -302,6 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--topic")
     s.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     s.set_defaults(func=cmd_subscribe)
+
+    for action, text in (("accept", "accept the drift a model alerts on as its new normal (rebase, restore)"),
+                         ("silence", "silence a model's alerts for a while: published as silenced, no commands")):
+        o = sub.add_parser(action, help=text)
+        o.add_argument("--model", required=True)
+        if action == "accept":
+            o.add_argument("--segment", action="append", metavar="K=V[,K=V]",
+                           help="only this segment (repeat for more; default: every segment)")
+        else:
+            o.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                           help="how long, e.g. 2h, 30m, 1d (0 ends a silence)")
+        o.add_argument("--note", help="why (shown on /alerts and in the restore's reason)")
+        o.add_argument("--by", help="who (default: the login name)")
+        o.add_argument("--config")
+        o.add_argument("--bootstrap")
+        o.set_defaults(func=cmd_operate, action=action)
 
     sc = sub.add_parser("schema", help="print (or write) the JSON Schemas")
     sc.add_argument("--write", metavar="DIR")

@@ -86,6 +86,9 @@ class KafkaConfig(_Strict):
     control_topic: str = "model.control"
     dead_letter_topic: str = "predictions.dlq"
     state_topic: str = "driftline.state"
+    # operators' commands to driftline itself (``driftline accept`` / ``silence``), read by the model
+    # stage; default ``{group_id}.operator``: one deployment's operators never reach another's
+    operator_topic: str | None = None
     # Internal: window reports from the series stage to the model stage (default GROUP_ID.verdicts).
     verdicts_topic: str | None = None
     # Internal: per-model parameters every series task shares, decided by the model stage
@@ -107,6 +110,10 @@ class KafkaConfig(_Strict):
         """The internal topic from the series stage to the model stage."""
         return self.verdicts_topic or f"{self.group_id}.verdicts"
 
+    def operator(self) -> str:
+        """The topic of operators' commands to this deployment (``driftline accept`` / ``silence``)."""
+        return self.operator_topic or f"{self.group_id}.operator"
+
     def params(self) -> str:
         """The internal topic from the model stage to every series task (broadcast)."""
         return self.params_topic or f"{self.group_id}.params"
@@ -121,6 +128,38 @@ def _check_dates(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+Step = Literal["rollback", "circuit_break", "retrain"]
+#: The response's steps in the order they escalate (``ResponseConfig``).
+LADDER: tuple[Step, ...] = ("rollback", "circuit_break", "retrain")
+
+
+class ResponseConfig(_Strict):
+    """What a firing alert of each signal may do, for a model whose ``action`` is ``circuit_break``:
+    its steps, in the order they escalate. ``rollback`` when a new version's release is behind the
+    drift (once per release); ``circuit_break`` when there is none, or the drift outlived the
+    rollback, restored when the alert resolves; ``retrain`` once the drift has lasted
+    ``retrain_after``. A signal with no steps never acts (docs/choosing.md)."""
+
+    prediction: list[Step] = Field(default_factory=lambda: list(LADDER))
+    # a traffic drop or surge is news about the traffic, not a wrong model; one that starts as a
+    # release takes traffic (a version that crashes) is the release's
+    volume: list[Step] = Field(default_factory=lambda: list(LADDER[:1]))  # rollback
+    # the inputs moved and the predictions did not follow: the model copes (listing steps here makes
+    # feature alerts warnings, so they can act)
+    feature: list[Step] = Field(default_factory=list)
+
+    @field_validator("prediction", "volume", "feature")
+    @classmethod
+    def _in_order(cls, v: list[Step]) -> list[Step]:
+        if len(set(v)) < len(v) or v != sorted(v, key=LADDER.index):
+            raise ValueError(f"steps escalate in the order {', '.join(LADDER)}: list some of them, each once, "
+                             f"in that order (got {v})")
+        return v
+
+    def steps(self, signal: str) -> list[Step]:
+        return list(getattr(self, signal, []))
+
+
 class Defaults(_Strict):
     window: Duration = parse_duration("1h")
     timezone: str = "UTC"
@@ -130,6 +169,10 @@ class Defaults(_Strict):
     # ``baseline_windows`` windows whatever their time (what calendar-blind tools do; for comparison).
     calendar: Literal["weekly", "none"] = "weekly"
     holiday_dates: dict[str, str] = Field(default_factory=dict)
+    # Working days that join a holiday to a weekend (at most this many in a row), and every day
+    # between two holidays at most a week apart (Christmas to New Year), are bridge days, a class
+    # of their own (stream.calendar).
+    bridge_days: int = Field(default=1, ge=0, le=3)
     shadow: ShadowConfig | None = None
     min_holiday_windows: int = Field(default=2, ge=1)
     action: Literal["alert", "circuit_break"] = "alert"
@@ -142,6 +185,10 @@ class Defaults(_Strict):
     adapt_after: Duration = parse_duration("14d")
     repeat_interval: Duration = parse_duration("4h")
     break_ttl: Duration = parse_duration("24h")
+    # A prediction drift still firing this long after it started, with no release behind it, asks
+    # for a retrain (a changed world: docs/choosing.md)
+    retrain_after: Duration = parse_duration("2d")
+    response: ResponseConfig = Field(default_factory=ResponseConfig)
     max_open_breakers: int = Field(default=3, ge=0)
     unknown_models: Literal["reject", "register"] = "reject"
     feature_severity: Literal["info", "warning"] = "info"
@@ -192,6 +239,7 @@ class ModelConfig(_Strict):
     shadow: ShadowConfig | None = None
     # [low, high]: a numeric prediction outside it is invalid (dead-lettered, and counted as such)
     prediction_range: tuple[float, float] | None = None
+    response: ResponseConfig | None = None  # (the defaults' when absent)
 
     _tz = field_validator("timezone")(_check_timezone)
     _country = field_validator("holidays")(_check_country)
@@ -273,8 +321,10 @@ class Config(BaseSettings):
             window=d.window,
             calendar=d.calendar,
             holiday_dates={**d.holiday_dates, **m.holiday_dates},
+            bridge_days=d.bridge_days,
             shadow=m.shadow,
             prediction_range=m.prediction_range,
+            response=m.response or d.response,
         )
 
 
@@ -292,8 +342,10 @@ class ResolvedModel(BaseModel):
     window: int
     calendar: Literal["weekly", "none"] = "weekly"
     holiday_dates: dict[str, str] = Field(default_factory=dict)
+    bridge_days: int = 1
     shadow: ShadowConfig | None = None
     prediction_range: tuple[float, float] | None = None
+    response: ResponseConfig = Field(default_factory=ResponseConfig)
 
 
 def _describe(err: ValidationError) -> str:

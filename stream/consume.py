@@ -104,7 +104,12 @@ class BatchConsumer:
         )
 
     def _error(self, err: KafkaError) -> None:
-        if fatal(err) and self.failed is None:
+        if fatal(err):
+            self.fail(err)
+
+    def fail(self, err: KafkaError) -> None:
+        """This consumer reads nothing ever again: the service replaces it."""
+        if self.failed is None:
             log.error("input consumer failed for good: %s", err.str())
             self.failed = err
 

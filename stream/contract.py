@@ -245,15 +245,39 @@ class Alert(BaseModel):
     current: Summary
     baseline_info: BaselineInfo
     history: History
-    notify_reason: Literal["new", "repeat", "resolved"]
+    # "accepted": an operator accepted the drift as the new normal (``driftline accept``)
+    notify_reason: Literal["new", "repeat", "resolved", "accepted"]
     summary: str
+    # While an operator's silence holds (``driftline silence``): until when. A silenced alert is
+    # published as any other, and acts on nothing.
+    silenced_until: Timestamp | None = None
 
 
 class CommandReason(BaseModel):
-    alert_id: str
+    alert_id: str  # (an operator's command id, for a restore that follows ``driftline accept``)
     fingerprint: str
-    signal: Signal
+    signal: Signal | Literal["operator"]
     summary: str
+
+
+class Release(BaseModel):
+    """A rollback's evidence: the release the drift started with, and when."""
+
+    version: str  # the release rolled back
+    # its share of the model's traffic in the latest closed window (None: it has served in the
+    # open window only, where the fast lane saw the drift)
+    share: float | None = Field(default=None, ge=0.0, le=1.0)
+    first_traffic: Timestamp  # start of the first window it served in
+    drift_started: Timestamp  # start of the window the drift was first seen in
+
+
+class TrainingWindow(BaseModel):
+    """What a retrain request suggests training on: the traffic since the drift started."""
+
+    start: Timestamp
+    end: Timestamp
+    segments: list[dict[str, str]] = Field(default_factory=list)  # the drifted segments ([] for all)
+    features: list[str] = Field(default_factory=list)  # the features that drifted with it
 
 
 class Command(BaseModel):
@@ -268,11 +292,41 @@ class Command(BaseModel):
     expires_at: Timestamp | None
     signature: str | None = None
     model_version: str | None = None  # the challenger a verdict is about (promote / reject)
+    # Per model, only grows (across restarts, rebalances and even a lost state: ``act.next_sequence``);
+    # a subscriber never applies one at or below what it has applied. Absent from older producers.
+    sequence: int | None = Field(default=None, ge=0, lt=2**53)
+    target_version: str | None = None  # rollback: the version to serve (the last that served clean windows)
+    release: Release | None = None  # rollback: its evidence
+    training_window: TrainingWindow | None = None  # retrain: what to train on
 
     def record_key(self) -> str:
         """Its key on the compacted control topic: the model for breaker commands, ``model@version``
-        for verdicts, so that a verdict never compacts a breaker command away."""
-        return f"{self.model}@{self.model_version}" if self.action in VERDICTS else self.model
+        for verdicts, ``model#rollback`` and ``model#retrain`` for those, so that none of them
+        compacts another kind away (a restarted server still learns which version to serve)."""
+        if self.action in VERDICTS:
+            return f"{self.model}@{self.model_version}"
+        if self.action in ("rollback", "retrain"):
+            return f"{self.model}#{self.action}"
+        return self.model
+
+
+class Operation(BaseModel):
+    """An operator's command to driftline itself, on the operator topic (key = model), signed like
+    the commands driftline publishes. ``accept``: the drift now alerting is the new normal (the
+    series alerting are rebased on it, their alerts resolve as ``accepted``, the breaker is
+    restored); ``silence``: for ``duration_ms`` its alerts are marked silenced and act on nothing
+    (0 ends a silence)."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=0, lt=2**31)
+    command_id: str
+    model: str
+    action: Literal["accept", "silence"]
+    segments: list[dict[str, str]] = Field(default_factory=list)  # accept: only these ([]: every segment)
+    duration_ms: int = Field(default=0, ge=0, lt=2**53)  # silence: how long
+    issued_at: Timestamp
+    by: str = ""  # who (shown on /alerts and in the restore's reason)
+    note: str = ""  # why
+    signature: str | None = None
 
 
 class DeadLetter(BaseModel):
@@ -291,4 +345,5 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "prediction_event.schema.json": PredictionEvent.model_json_schema(mode="validation"),
         "alert.schema.json": Alert.model_json_schema(mode="serialization"),
         "command.schema.json": Command.model_json_schema(mode="serialization"),
+        "operation.schema.json": Operation.model_json_schema(mode="serialization"),
     }

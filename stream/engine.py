@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import Config
+from .contract import Operation
 from .decode import Record
 from .metrics import Metrics
 from .model.frontier import Frontier
@@ -45,6 +46,15 @@ class Engine(SeriesTask):
 
     def tick(self) -> Output:
         return self._decide(super().tick())
+
+    def operate(self, op: Operation) -> Output:
+        """An operator's command: the model side applies it, and an accept then rebases the series here."""
+        out = Output()
+        self.decisions.operate(op, out)
+        for accept in out.accepts:
+            self.accept(accept)
+        out.accepts = []
+        return out
 
     def _decide(self, out: Output, end: bool = False) -> Output:
         for r in out.reports:

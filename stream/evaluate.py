@@ -9,6 +9,7 @@ to say (a breach, or an alert already open).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,14 @@ TESTS = ("js_divergence", "mean_shift", "log_volume", "page_hinkley")
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
+
+
+class Alphas(NamedTuple):
+    """The false-alarm probability per window each signal's window test may spend."""
+
+    prediction: float
+    volume: float
+    feature: float
 
 
 @dataclass
@@ -73,7 +82,7 @@ def evaluate(
     chain: tuple[SlotKey, ...],
     b: Batch,
     numeric: bool,
-    alpha: float,
+    alpha: Alphas,
     min_windows: int,
     min_holiday: int | None,
 ) -> dict[str, Found]:
@@ -92,12 +101,13 @@ def evaluate(
         sc = s[r, c].astype(np.float64)
         windows = np.minimum(sc[:, store.N_PRED], k)
         js, js_t = distribution_tests(b.hist[v][:, : store.bins], store.hist[r, c, : store.bins], windows,
-                                      sc[:, store.DISP], np.minimum(sc[:, store.DISP_N], k), alpha / 2)
+                                      sc[:, store.DISP], np.minimum(sc[:, store.DISP_N], k), alpha.prediction / 2)
         p = out["prediction"]
         p.has[v], p.score[v], p.threshold[v], p.col[v], p.pos[v] = True, js, js_t, c, pos[v]
+        p.test[v] = 0
         if numeric:
             ms, ms_t, z = mean_shift_tests(b.count[v], b.total[v], b.total_sq[v], sc[:, store.CENTER],
-                                           sc[:, store.SPREAD], sc[:, store.SAMPLING], sc[:, store.WITHIN], windows, alpha / 2)
+                                           sc[:, store.SPREAD], sc[:, store.SAMPLING], sc[:, store.WITHIN], windows, alpha.prediction / 2)
             with np.errstate(divide="ignore", invalid="ignore"):
                 loc = _better(js > js_t, np.where(js_t > 0, js / js_t, 0.0), ms > ms_t, np.where(ms_t > 0, ms / ms_t, 0.0))
             p.score[v] = np.where(loc, ms, js)
@@ -117,7 +127,7 @@ def evaluate(
                 m = len(r)
                 fs, ft = distribution_tests(
                     b.feat[fv].reshape(m * nf, -1), store.fhist[r, c].reshape(m * nf, -1), np.repeat(nfw, nf),
-                    fd[..., 0].reshape(-1), np.minimum(fd[..., 1], k).reshape(-1), alpha,
+                    fd[..., 0].reshape(-1), np.minimum(fd[..., 1], k).reshape(-1), alpha.feature,
                 )
                 fs, ft = fs.reshape(m, nf), ft.reshape(m, nf)
                 br = ok & (fs > ft)
@@ -139,7 +149,7 @@ def evaluate(
         r, c = rows[v], col[v]
         sc = s[r, c].astype(np.float64)
         vs, vt, z = volume_tests(b.events[v], sc[:, store.LOG_C], sc[:, store.LOG_S], sc[:, store.INV],
-                                 np.minimum(sc[:, store.N_ALL], k), alpha)
+                                 np.minimum(sc[:, store.N_ALL], k), alpha.volume)
         o = out["volume"]
         o.has[v], o.score[v], o.threshold[v], o.z[v], o.test[v], o.col[v], o.pos[v] = True, vs, vt, z, 2, c, pos[v]
     return out
@@ -149,14 +159,24 @@ def either_day(main: dict[str, Found], alt: dict[str, Found]) -> Bools:
     """A holiday without history of its own may be kept as a day off or as an ordinary day: it is a
     drift only if it looks like neither (and unknown if either is unknown). Updates ``main`` in
     place; returns, per signal row-stacked, where a breach was vetoed rather than cleared (looking
-    like one of two guesses is no evidence that a firing alert is over)."""
+    like one of two guesses is no evidence that a firing alert is over).
+
+    A day between the two is like neither but no evidence either: the week between Christmas and
+    New Year is busier than a Sunday and quieter than a working day, a day half off. Where the
+    volume (or the mean prediction, when that is what breached) lies on one side of one guess and
+    on the other side of the other, there is no verdict."""
     ambiguous = np.zeros((3, len(main["prediction"].has)), bool)
     for i, signal in enumerate(("prediction", "volume", "feature")):
         mine, other = main[signal], alt[signal]
         guess = mine.has & (mine.pos != 0)
         unknown = guess & ~other.has
         mine.has[unknown] = False
+        located = signal == "volume" or signal == "prediction"
+        between = (guess & other.has & (np.sign(mine.z) * np.sign(other.z) < 0)
+                   & ((mine.test == 1) | (signal == "volume")) & ((other.test == 1) | (signal == "volume"))
+                   if located else np.zeros(len(guess), bool))
         swap = guess & other.has & _better(other.breach, other.ratio, mine.breach, mine.ratio)
-        ambiguous[i] = swap & mine.breach
+        ambiguous[i] = (swap & mine.breach) | (between & (mine.breach | other.breach))
         mine.replace_where(swap, other)
+        mine.has[between] = False
     return ambiguous

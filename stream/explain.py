@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from .contract import Alert, Histogram, ScorePoint, ms_to_rfc3339
+from .contract import Alert, Histogram, Operation, ScorePoint, ms_to_rfc3339
 
 
 def find_alert(lines: Iterable[bytes], alert_id: str) -> Alert | None:
@@ -41,10 +41,37 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+#: What each test measures, for the "Why" line: an alert whose score is below its threshold was
+#: fired by a test that looks beyond this one window, and the page says which and why.
+TEST_WHY = {
+    "js_divergence": "Jensen-Shannon divergence of the prediction's shares (labels, or bins of numbers) from the slot's",
+    "mean_shift": "shift of the mean prediction, against the slot's week-to-week variation",
+    "log_volume": "log ratio of the event count to the slot's",
+    "page_hinkley": "Page-Hinkley fired: a sustained shift of the residual over recent windows, beyond what its own "
+                    "spread and autocorrelation explain",
+    "sequential": "the fast lane fired inside the window: the events so far are far more concentrated than the "
+                  "slot's history allows, and the evidence only grew",
+    "invalid": "the fast lane fired inside the window: invalid predictions (null, NaN, out of range) far beyond "
+               "what the slot's history allows",
+    "js_divergence_g_test": "the version differs from the one serving beside it, on the same traffic",
+}
+
+
+def why(a: Alert) -> str:
+    """Which test fired and what its numbers say."""
+    ratio = a.score / a.threshold if a.threshold else 0.0
+    what = TEST_WHY.get(a.test, a.test)
+    if a.test == "page_hinkley":  # scored across windows: the window's own numbers are context
+        return (f"{what}. This window alone scores {a.score:.4f}, {ratio:.1f}x the window test's threshold "
+                f"{a.threshold:.4f}: {'it would have fired anyway' if ratio > 1 else 'it would not have fired alone'}")
+    return f"{a.test}: {what}. Score {a.score:.4f} is {ratio:.1f}x its threshold {a.threshold:.4f}"
+
+
 def explain_text(a: Alert) -> str:
     lines = [
         f"{a.alert_id}  {a.status.upper()}  severity={a.severity}  signal={a.signal}",
         a.summary,
+        f"why      {why(a)}",
         f"window   {ms_to_rfc3339(a.window_start)} .. {ms_to_rfc3339(a.window_end)}  ({a.context})",
         f"baseline {a.baseline_info.windows} windows of {a.baseline_info.slot} "
         f"({a.baseline_info.kind}, confidence {a.baseline_info.confidence})",
@@ -121,10 +148,9 @@ def explain_html(a: Alert) -> str:
     charts.append(_scores("Last 24 hours: score against threshold", a.history.recent, "recent"))
     charts.append(_scores(f"Same slot in past weeks ({a.baseline_info.slot})", a.history.same_slot, "same-slot"))
     title = f"driftline alert {a.alert_id}: {a.model} {a.signal} {a.status}"
-    ratio = a.score / a.threshold if a.threshold else 0.0
     segment = ", ".join(f"{k}={v}" for k, v in sorted(a.segment.items())) or "(all segments)"
     facts = [
-        ("Why", f"{a.test} score {a.score:.4f} is {ratio:.1f}x its threshold {a.threshold:.4f}"),
+        ("Why", why(a)),
         ("Compared with", f"{a.baseline_info.windows} past windows of {a.baseline_info.slot} "
                           f"({a.baseline_info.kind}, confidence {a.baseline_info.confidence})"),
         ("Window", f"{ms_to_rfc3339(a.window_start)} .. {ms_to_rfc3339(a.window_end)} ({a.context})"),
@@ -150,20 +176,33 @@ table.why{{border-collapse:collapse;margin:12px 0}} .why th{{text-align:left;pad
 """
 
 
-def index_html(alerts: Sequence[Alert]) -> str:
-    """A list of alerts, newest first, each linking to its page."""
+def index_html(alerts: Sequence[Alert], operations: Sequence[Operation] = ()) -> str:
+    """A list of alerts, newest first, each linking to its page; the operators' latest commands."""
+    ops = "".join(
+        f"<tr><td>{html.escape(ms_to_rfc3339(o.issued_at))}</td><td>{html.escape(o.action)}</td>"
+        f"<td>{html.escape(o.model)}</td><td>{html.escape(_scope(o))}</td><td>{html.escape(o.by)}</td>"
+        f"<td>{html.escape(o.note)}</td></tr>"
+        for o in reversed(operations))
+    operated = (f"<h2>operator commands</h2><table><tr><th>issued</th><th>action</th><th>model</th><th>scope</th>"
+                f"<th>by</th><th>note</th></tr>{ops}</table>") if ops else ""
     items = "".join(
         f'<tr><td><a href="/alerts/{html.escape(a.alert_id)}">{html.escape(a.alert_id)}</a></td>'
         f"<td>{html.escape(a.status)}</td><td>{html.escape(a.severity)}</td><td>{html.escape(a.model)}</td>"
         f"<td>{html.escape(a.signal)}</td><td>{html.escape(ms_to_rfc3339(a.window_start))}</td>"
-        f"<td>{html.escape(a.summary)}</td></tr>"
+        f"<td>{html.escape(a.summary + (' (silenced until ' + ms_to_rfc3339(a.silenced_until) + ')' if a.silenced_until else ''))}</td></tr>"
         for a in reversed(alerts))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>driftline alerts</title>
 <style>body{{font-family:sans-serif;margin:24px}} td,th{{padding:2px 8px;text-align:left;font-size:13px}}</style></head>
 <body><h1>driftline alerts</h1><table><tr><th>alert</th><th>status</th><th>severity</th><th>model</th>
-<th>signal</th><th>window</th><th>summary</th></tr>{items}</table></body></html>
+<th>signal</th><th>window</th><th>summary</th></tr>{items}</table>{operated}</body></html>
 """
+
+
+def _scope(o: Operation) -> str:
+    if o.action == "silence":
+        return f"for {o.duration_ms / 3_600_000:g} h" if o.duration_ms else "silence ended"
+    return ", ".join(",".join(f"{k}={v}" for k, v in sorted(s.items())) for s in o.segments) or "every segment"
 
 
 class AlertPages:
@@ -173,6 +212,7 @@ class AlertPages:
     def __init__(self, keep: int = 500):
         self.keep = keep
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
+        self.operations: list[Operation] = []  # the operators' latest commands applied (replaced whole)
         self._lock = threading.Lock()
 
     def add(self, alerts: Iterable[Alert]) -> None:
@@ -187,7 +227,7 @@ class AlertPages:
         """/alerts and /alerts/ALERT_ID (status and HTML); None for any other path."""
         if path in ("/alerts", "/alerts/"):
             with self._lock:
-                return 200, index_html(list(self._alerts.values()))
+                return 200, index_html(list(self._alerts.values()), self.operations)
         if path.startswith("/alerts/"):
             alert_id = path.removeprefix("/alerts/").removesuffix(".html")
             with self._lock:

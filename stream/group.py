@@ -23,6 +23,7 @@ they do). A group open absorbs them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,37 @@ class SegmentGrouper:
         # (model, signal) -> series alerting alone (no group open): their notes, so that a group can
         # open with them when more series start in the same window
         self.singles: dict[tuple[str, str], dict[Any, Note]] = {}
+
+    def firing(self, model: str, signal: str) -> bool:
+        """Whether any series of the model has a ``signal`` alert firing (in a group or alone)."""
+        group = self.groups.get((model, signal))
+        return bool(group is not None and (group.members or group.singles)) or bool(self.singles.get((model, signal)))
+
+    def accept(self, model: str, covers: Callable[[Any], bool]) -> list[Emission]:
+        """An operator accepted the drift of the series ``covers`` says as the new normal: their
+        alerts resolve as ``accepted`` (a group's once none of its members is left) and are forgotten.
+        Only alerts with evidence to show are announced (a group restored from state has none until
+        a member reports again)."""
+        out: list[Emission] = []
+        for (m, signal), group in list(self.groups.items()):
+            gone = sorted(s for s in group.members if covers(s)) if m == model else []
+            if not gone:
+                continue
+            notes = [group.last.pop(s) for s in gone if s in group.last]
+            out += [Emission("single", signal, "resolved", "accepted", n.starts, [n]) for n in notes
+                    if n.sid in group.singles and n.payload is not None]
+            group.members.difference_update(gone)
+            group.singles.difference_update(gone)
+            if not group.members:
+                del self.groups[(m, signal)]
+                if notes:
+                    out.append(Emission("group", signal, "resolved", "accepted", group.starts, notes, []))
+        for (m, signal), alone in self.singles.items():
+            for sid in [s for s in alone if covers(s)] if m == model else []:
+                n = alone.pop(sid)
+                if n.payload is not None:
+                    out.append(Emission("single", signal, "resolved", "accepted", n.starts, [n]))
+        return out
 
     def early(self, model: str, notes: list[Note], now: int) -> list[Emission]:
         """Fast-lane notes (see the module's docstring): one series each, in the order they came."""

@@ -88,6 +88,10 @@ class Metrics:
             "driftline_consumer_lag", "Records of the input topic not consumed yet, by partition", ["partition"],
             registry=r,
         )
+        self.operations = Counter(
+            "driftline_operations", "Operators' commands read (accept, silence), and those refused (unsigned, "
+            "forged, or not newer than the last applied) or unusable", ["action"], registry=r,
+        )
         self.alertmanager_posts = Counter(
             "driftline_alertmanager_posts", "Posts of alerts to Alertmanager, by result", ["result"], registry=r
         )

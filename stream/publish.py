@@ -38,7 +38,9 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 1, timeout: float = 30.0) 
     internal = {cfg.verdicts():
                 {"retention.ms": str(7 * 86_400_000), "max.message.bytes": str(STATE_MAX_BYTES)},
                 # The model stage's shared parameters, one record per model, read by every series task.
-                cfg.params(): compacted}
+                cfg.params(): compacted,
+                # Operators' accepts and silences, in the order they were given: one partition.
+                cfg.operator(): {}}
     new = [
         NewTopic(name, num_partitions=partitions, replication_factor=-1, config=conf)
         for name, conf in wanted.items()
@@ -88,6 +90,17 @@ class ProducerStuck(RuntimeError):
     """
 
 
+class MemberFenced(KafkaException):
+    """The offsets of one consumer (``group``: its index in :meth:`Publisher.commit`'s order, 0 the
+    first) were refused because the broker fenced that consumer's static identity: another member
+    joined with its ``group.instance.id``. The consumer may not have heard yet (its error callback
+    comes later, sometimes after many transactions); it is as good as failed."""
+
+    def __init__(self, err: KafkaError, group: int) -> None:
+        super().__init__(err)
+        self.group = group
+
+
 class Publisher:
     """Produces the engine's outputs; transactional when given a ``transactional_id``."""
 
@@ -135,9 +148,16 @@ class Publisher:
         consumer again, so the caller aborts and rewinds instead. Committing is retried while the
         error says so, as librdkafka documents.
         """
-        for offs, meta in [(offsets, group_metadata), *more]:  # one consumer group at a time
-            if offs:
+        for group, (offs, meta) in enumerate([(offsets, group_metadata), *more]):  # one group at a time
+            if not offs:
+                continue
+            try:
                 self._send_offsets(offs, meta, timeout)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if err is not None and err.code() == KafkaError.FENCED_INSTANCE_ID:
+                    raise MemberFenced(err, group) from exc
+                raise
         self._retry(lambda: self._bounded(lambda: self.producer.commit_transaction(timeout), timeout))
         self.in_transaction = False
         if self._errors:

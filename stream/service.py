@@ -40,8 +40,8 @@ from .guard import count_culprits
 from .http import StatusServer
 from .metrics import Metrics
 from .model.edge import ModelSide
-from .publish import ProducerStuck, Publisher, ensure_topics
-from .series.edge import SeriesSide
+from .publish import MemberFenced, ProducerStuck, Publisher, ensure_topics
+from .series.edge import ACCEPT_KEY, SeriesSide
 from .typed import native_status
 
 log = logging.getLogger("driftline.service")
@@ -171,7 +171,7 @@ class Service:
                 # A stage waiting on the other commits at once: proposals for the shared parameters
                 # (the partitions hold their windows meanwhile) and the parameters decided.
                 if (time.monotonic() - last_commit >= self._interval() or len(self.buffer.dead_letters) > 50_000
-                        or self.buffer.params or self.series.proposed):
+                        or self.buffer.params or self.buffer.accepts or self.series.proposed):
                     self._commit()
                     last_commit = time.monotonic()
                 if self._reconnect or consumer.failed is not None:
@@ -227,6 +227,8 @@ class Service:
                 publisher.put(verdicts, key, value)
             for prm in self.buffer.params:
                 publisher.put(self.config.kafka.params(), prm.model.encode(), prm.encode())
+            for op in self.buffer.accepts:
+                publisher.put(self.config.kafka.params(), op.model.encode() + ACCEPT_KEY, op.model_dump_json().encode())
             for p, recs in snapshots.items():
                 for key, value in series.state_records(p, recs):
                     publisher.put_state(key, value)
@@ -248,6 +250,8 @@ class Service:
         if self.alertmanager is not None:
             self.alertmanager.submit(self.buffer.alerts)  # published: now route them to people too
         self.pages.add(self.buffer.alerts)  # published now: worth a page
+        if self.model is not None and self.model.task is not None:
+            self.pages.operations = list(self.model.task.operators.shown)
         self.commands += len(self.buffer.commands)
         self.buffer = Output()
 
@@ -279,6 +283,8 @@ class Service:
             self._new_publisher()
             self._rewind(list(self.series.partitions))
             return
+        if isinstance(exc, MemberFenced) and err is not None:
+            self._fenced(exc.group, err)
         log.warning("transaction failed (%s): aborting and rewinding to the last committed state", exc)
         assert self._publisher is not None
         try:
@@ -288,6 +294,16 @@ class Service:
             self._new_publisher()
             dirty = list(self.series.partitions)
         self._rewind(dirty)
+
+    def _fenced(self, group: int, err: KafkaError) -> None:
+        """The broker refused a consumer's offsets because its static identity was taken over: it
+        is replaced now (the input consumer at the end of this turn, the model stage's at its next
+        poll) rather than after its own error callback, which may come only after every retry of the
+        transaction has failed."""
+        if group == 0 and self._consumer is not None:
+            self._consumer.fail(err)
+        elif group == 1 and self.model is not None:
+            self.model.fail(err)
 
     def _new_consumer(self) -> BatchConsumer:
         """After the producer got stuck (the cluster went away and came back), or the consumer

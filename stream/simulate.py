@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -79,6 +79,7 @@ class Scenario:
     challenger_shift: float = 0.0
     challenger_differs: tuple[int, ...] | None = None
     challenger_from_ms: int = 0
+    days_off: tuple[str, ...] = ()  # local dates (YYYY-MM-DD) that look like days off too (bridge days taken off)
 
     def all_drifts(self) -> tuple[Drift, ...]:
         extra: tuple[Drift, ...] = ()
@@ -94,7 +95,8 @@ def _local_calendar(hours: np.ndarray, sc: Scenario) -> tuple[np.ndarray, np.nda
     years = sorted({t.year for t in local})
     table = holidays.country_holidays(sc.holidays, years=years) if sc.holidays else {}
     hour = np.array([t.hour for t in local])
-    off = np.array([t.weekday() >= 5 or t.date() in table for t in local])
+    extra = {date.fromisoformat(d) for d in sc.days_off}
+    off = np.array([t.weekday() >= 5 or t.date() in table or t.date() in extra for t in local])
     return hour, off
 
 

@@ -124,6 +124,16 @@ class NumericSpec:
     def bin(self, values: FloatArray) -> IntArray:
         return np.searchsorted(self.edges, values, side="right").astype(np.int64)
 
+    def centers(self) -> FloatArray:
+        """A position for each bin, in the values' units: the middle of an inner bin, and half its
+        neighbour's width beyond the last inner edge for an outer one (distances between bins:
+        a move into the next bin is a small move, not a total change)."""
+        e = self.edges
+        if len(e) < 2:
+            return np.arange(len(e) + 1, dtype=np.float64)
+        mid = (e[:-1] + e[1:]) / 2
+        return np.concatenate(([e[0] - (e[1] - e[0]) / 2], mid, [e[-1] + (e[-1] - e[-2]) / 2]))
+
     def snapshot(self) -> dict[str, object]:
         return {"kind": self.kind, "edges": self.edges.tolist(), "frozen": self.frozen}
 

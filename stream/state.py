@@ -147,7 +147,8 @@ def _open_in(m: ModelState, d: list[Any], parts: list[memoryview] | None) -> Non
         # A window written before the fast lane lacks its arrays: they start at zero.
         sums = WindowSums(**{k: array_in(arrays[k], parts) for k in _SUMS if k in arrays})
         if any(len(getattr(sums, k)) != n for k in _SUMS) or sums.ceil.shape[1:] != (sums.hist.shape[1] + 1,) \
-                or sums.seen.shape != sums.ceil.shape or sums.recent.shape != sums.ceil.shape:
+                or sums.seen.shape != sums.ceil.shape or sums.recent.shape != sums.ceil.shape \
+                or sums.slow_recent.shape != sums.ceil.shape:
             raise ValueError("open window sums disagree with the number of series")
         m.windows._open[int(ws)] = sums
 
@@ -165,9 +166,12 @@ def _model_out(m: ModelState, parts: list[bytes] | None) -> dict[str, Any]:
         "params": None if m.params is None else m.params.to_dict(),
         "proposed": m.proposed,
         "held": [[ws, sids] for ws, sids in m.held.items()],
+        "versions": [[ws, sorted(per.items())] for ws, per in sorted(m.versions.items())],
         "shadow_pending": [[s.tolist(), w.tolist(), v.tolist(), list(ver)] for s, w, v, ver in m.shadow_pending],
         "store": store_records.meta(m.store, parts),
         "shadow": m.shadow.snapshot() if m.shadow is not None else None,
+        "incumbent": m.incumbent,
+        "canary": m.canary.snapshot() if m.canary is not None else None,
     }
 
 
@@ -205,6 +209,7 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     m.params = Params.from_dict(d["params"]) if d.get("params") else None if shared is None else Params(m.cfg.name, shared)
     m.proposed = bool(d.get("proposed", False))
     m.held = {int(ws): [int(s) for s in sids] for ws, sids in d.get("held", [])}
+    m.versions = {int(ws): {str(v): int(n) for v, n in per} for ws, per in d.get("versions", [])}
     m.shadow_pending = [(np.asarray(s, np.int64), np.asarray(w, np.int64), np.asarray(v, np.float64),
                          [str(x) for x in ver]) for s, w, v, ver in d.get("shadow_pending", [])]
     if any(not (len(s) == len(w) == len(v) == len(ver)) for s, w, v, ver in m.shadow_pending):
@@ -216,6 +221,9 @@ def _model_in(m: ModelState, d: dict[str, Any], series_key: list[str], parts: li
     _check_shapes(m)
     if m.shadow is not None and d.get("shadow"):
         m.shadow.restore(d["shadow"])
+    m.incumbent = None if d.get("incumbent") is None else str(d["incumbent"])
+    if m.canary is not None and d.get("canary"):
+        m.canary.restore(d["canary"])
 
 
 def snapshot(engine: SeriesTask, parts: list[bytes] | None = None) -> dict[str, Any]:
@@ -230,6 +238,7 @@ def snapshot(engine: SeriesTask, parts: list[bytes] | None = None) -> dict[str, 
                    for i in range(len(engine.series_model))],
         "alert_states": [[sid, sig, s.status, s.breaches, s.clean, s.starts_at] for (sid, sig), s in engine.alert_states.items()],
         "sent": [[fp, s.status, s.at] for fp, s in engine.sent.items()],
+        "accepted": list(engine.accepted),
         **task_out(decisions),
         "watermark": {"max": [[p, v] for p, v in wm._max.items()], "last": wm._last},
         "stats": [engine.stats.consumed, engine.stats.processed, engine.stats.dead_lettered, engine.stats.windows_closed],
@@ -265,6 +274,7 @@ def restore(
         _model_in(m, md, engine.series_key, parts)
     engine.alert_states = {(sid, sig): AlertState(status, b, c, starts) for sid, sig, status, b, c, starts in data["alert_states"]}
     engine.sent = {fp: Sent(status, at) for fp, status, at in data["sent"]}
+    engine.accepted = [str(x) for x in data.get("accepted", [])]
     decisions = engine.decisions if isinstance(engine, Engine) else ModelTask(config)
     groups = []
     for model, sig, members, starts, last_sent, *rest in data["groups"]:

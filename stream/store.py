@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import residual
 from .baseline import F32, POINT, RECENT, SAME_SLOT, Baseline, Batch, Window, dispersion_ratios, ew
 from .calendar import SlotKey
-from .detect import PH_START
 
 
 def _grow(a: npt.NDArray[Any], axis: int, size: int) -> npt.NDArray[Any]:
@@ -75,7 +75,7 @@ class SeriesStore:
         self.recent = np.zeros((0, RECENT), POINT)
         self.recent_n = np.zeros(0, np.int64)
         self.same = np.zeros((0, 0, SAME_SLOT), POINT)
-        self.ph = np.zeros((0, 7))  # Page-Hinkley state of the prediction's residuals (stream.detect)
+        self.ph = np.zeros((0, residual.WIDTH))  # Page-Hinkley state of the prediction's residuals (stream.residual)
         self.held: dict[int, list[tuple[tuple[SlotKey, ...], Window, bool]]] = {}
         # What changed since the last snapshot (stream.state writes only those slot columns).
         self.dirty_cols: set[int] = set()
@@ -107,11 +107,24 @@ class SeriesStore:
         for a in (self.scal, self.hist, self.fhist, self.fdisp, self.recent, self.same):
             a[r] = 0
         self.recent_n[r] = 0
-        self.ph[r] = PH_START
+        self.ph[r] = residual.START
         self.all_dirty = True  # the row is zero in every column now
         self.held.pop(sid, None)
         self.free.append(r)
         return r
+
+    def rebase(self, sid: int) -> None:
+        """An operator accepted this series' drift as the new normal: its slots forget the old normal
+        and learn the windows held aside since the drift started (the score history stays, for the
+        charts). Until its slots have ``min_baseline_windows`` again, its window tests wait."""
+        r = self.rows.get(sid)
+        if r is None:
+            return
+        for a in (self.scal, self.hist, self.fhist, self.fdisp):
+            a[r] = 0
+        self.ph[r] = residual.START
+        self.all_dirty = True
+        self.release(sid, np.iinfo(np.int64).max)
 
     def _col(self, key: SlotKey) -> int:
         c = self.keys.get(key)
@@ -140,7 +153,7 @@ class SeriesStore:
             if axis == 0:
                 old = len(self.ph)
                 self.ph = _grow(self.ph, 0, size)
-                self.ph[old:] = PH_START
+                self.ph[old:] = residual.START
                 self.recent = _grow(self.recent, 0, size)
                 self.recent_n = _grow(self.recent_n, 0, size)
                 self.same = _grow(self.same, 0, size)
@@ -308,7 +321,7 @@ class SeriesStore:
             c = self.keys.get(key)
             if c is None:
                 continue
-            need = min_named_holiday if (min_named_holiday and key[0] == "holiday" and len(key) == 3) else min_windows
+            need = min_named_holiday if (min_named_holiday and key[0] in ("holiday", "bridge") and len(key) == 3) else min_windows
             take = (col < 0) & (self.scal[rows, c, which] >= need)
             col[take], pos[take] = c, i
         return col, pos

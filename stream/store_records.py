@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import residual
 from .baseline import F32, POINT, SAME_SLOT, Window
 from .store import SeriesStore
 
@@ -101,7 +102,7 @@ def from_meta(d: dict[str, Any], parts: list[memoryview] | None = None) -> Serie
     st.fhist = np.zeros((n, nk, nf, fb), F32)
     st.fdisp = np.zeros((n, nk, nf, 2), F32)
     st.same = np.zeros((n, npk, SAME_SLOT), POINT)
-    st.recent, st.ph = array_in(d["recent"], parts), array_in(d["ph"], parts)
+    st.recent, st.ph = array_in(d["recent"], parts), residual.restored(array_in(d["ph"], parts))
     st.recent_n = np.asarray(d["recent_n"], dtype=np.int64)
     if len(st.recent) != n or len(st.ph) != n or len(st.recent_n) != n:
         raise ValueError("series store arrays disagree on the number of series")

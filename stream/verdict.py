@@ -43,6 +43,11 @@ class Evidence:
         return self.verdict.ratio
 
 
+#: A version with less than this share of a window's traffic does not count as serving it (the
+#: model stage's releases, the series stage's incumbent for canary comparisons).
+MIN_SHARE = 0.05
+
+
 @dataclass
 class WindowReport:
     """A model's closed window as one series task saw it."""
@@ -61,9 +66,12 @@ class WindowReport:
     # the crossing), decided once every partition has read as far as this (the latest event time of
     # its partition at the crossing: ``model.frontier.key_of``), not when every partition passed ``end``.
     early: int | None = None
+    versions: dict[str, int] = field(default_factory=dict)  # events per model_version (so far, if early)
 
     def merge(self, other: WindowReport) -> None:
         """Another partition's report of the same model window into this one."""
+        for version, n in other.versions.items():
+            self.versions[version] = self.versions.get(version, 0) + n
         self.notes += other.notes
         self.notes.sort(key=note_order)
         self.shadow_alerts = sorted(self.shadow_alerts + other.shadow_alerts, key=lambda a: a.fingerprint)
@@ -121,7 +129,8 @@ def report_out(r: WindowReport) -> dict[str, Any]:
             "notes": [[n.sid, n.signal, n.status, n.reason, n.starts, _evidence_out(n.payload)] for n in r.notes],
             "shadow_alerts": [a.model_dump(mode="json") for a in r.shadow_alerts],
             "shadow_compared": r.shadow_compared, "features": r.features, "correlation": r.correlation,
-            **({"early": r.early} if r.early is not None else {})}
+            **({"early": r.early} if r.early is not None else {}),
+            **({"versions": r.versions} if r.versions else {})}
 
 
 def report_in(d: dict[str, Any]) -> WindowReport:
@@ -133,6 +142,7 @@ def report_in(d: dict[str, Any]) -> WindowReport:
         {str(k): bool(v) for k, v in d["shadow_compared"].items()},
         [str(f) for f in d["features"]], [[float(x) for x in row] for row in d["correlation"]],
         None if d.get("early") is None else int(d["early"]),
+        {str(v): int(n) for v, n in d.get("versions", {}).items()},
     )
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from .grid import Grid
+
 
 @dataclass
 class Watermark:
@@ -136,15 +138,20 @@ class WindowSums:
     ready: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
     seen: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0), np.int64))  # (rows, bins + 1) the lane stepped
     recent: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))  # (rows, bins + 1) decayed
+    # the lane's second statistic, with a long memory (a moderate shift: lane.py), and its counts
+    slow: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    slow_recent: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))  # (rows, bins + 1)
 
     #: Every per-row array, in the order a snapshot lists them.
-    FIELDS = ("count", "hist", "total", "total_sq", "feat", "fseen", "invalid", "lane", "crossed", "ceil", "ready", "seen", "recent")
+    FIELDS = ("count", "hist", "total", "total_sq", "feat", "fseen", "invalid", "lane", "crossed", "ceil", "ready", "seen", "recent",
+              "slow", "slow_recent")
 
     def __post_init__(self) -> None:
         n, b = len(self.count), self.hist.shape[1]
         for name, shape, dtype in (("invalid", (n,), np.int64), ("lane", (n,), np.float64), ("crossed", (n,), bool),
                                    ("ceil", (n, b + 1), np.float32), ("ready", (n,), np.int8), ("seen", (n, b + 1), np.int64),
-                                   ("recent", (n, b + 1), np.float64)):
+                                   ("recent", (n, b + 1), np.float64), ("slow", (n,), np.float64),
+                                   ("slow_recent", (n, b + 1), np.float64)):
             if getattr(self, name).size == 0 and shape != getattr(self, name).shape:  # not given: zeros
                 setattr(self, name, np.zeros(shape, dtype))
 
@@ -221,15 +228,15 @@ class WindowSums:
 class OpenWindows:
     """Open windows of one model: window start -> sums of all its series."""
 
-    def __init__(self, length: int):
-        self.length = length
+    def __init__(self, grid: Grid):
+        self.grid = grid
         self.closed_upto: int | None = None  # every window ending at or before this is closed
         self._open: dict[int, WindowSums] = {}
 
     def late_mask(self, window_starts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         if self.closed_upto is None:
             return np.zeros(len(window_starts), dtype=bool)
-        return window_starts + self.length <= self.closed_upto
+        return self.grid.ends(window_starts) <= self.closed_upto
 
     def add(
         self,
@@ -271,10 +278,10 @@ class OpenWindows:
 
     def due(self, watermark: int) -> list[int]:
         """Window starts that the watermark closes, oldest first."""
-        return sorted(ws for ws in self._open if ws + self.length <= watermark)
+        return sorted(ws for ws in self._open if self.grid.end(ws) <= watermark)
 
     def pop(self, window_start: int) -> WindowSums | None:
-        end = window_start + self.length
+        end = self.grid.end(window_start)
         self.closed_upto = end if self.closed_upto is None else max(self.closed_upto, end)
         return self._open.pop(window_start, None)
 

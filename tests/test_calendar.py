@@ -64,3 +64,21 @@ def test_config_holiday_dates_reach_the_engine_calendar() -> None:
     cal = Engine(cfg).models["shop"].calendar
     assert cal.slot(ms(2026, 6, 1, 10)).label.startswith("Sale day 12:00")  # 10:00 UTC is 12:00 in Berlin
     assert cal.slot(ms(2026, 10, 3, 10)).chain[0][1] == "German Unity Day"
+
+
+def test_days_next_to_a_holiday_are_bridge_days_of_their_own() -> None:
+    cal = Calendar("America/New_York", "US")
+    friday = cal.slot(ms(2026, 11, 27, 18))  # the Friday after Thanksgiving, 13:00 in New York
+    assert friday.chain == (("bridge", "day after Thanksgiving Day", 13), ("how", 4, 13), ("daytype", "weekday", 13))
+    assert friday.store == (("bridge", "day after Thanksgiving Day", 13),)  # never into Fridays' history
+    assert friday.alternative == (("how", 6, 13), ("daytype", "weekend", 13))  # or like a day off
+    assert "day after Thanksgiving Day" in friday.label
+    assert cal.bridge(date(2028, 7, 3)) == "day before Independence Day"  # a Monday before a Tuesday holiday
+    # Next to a holiday but not joining it to a weekend: ordinary days (Christmas Eve is a
+    # holiday_dates entry for those who keep it).
+    assert cal.bridge(date(2026, 12, 24)) is None and cal.bridge(date(2026, 11, 25)) is None
+    assert cal.bridge(date(2026, 12, 29)) == "between Christmas Day and New Year's Day, weekday"
+    assert cal.bridge(date(2026, 12, 27)) == "between Christmas Day and New Year's Day, weekend"
+    assert cal.bridge(date(2026, 11, 28)) is None and cal.bridge(date(2026, 11, 26)) is None  # a Saturday; the holiday
+    off = Calendar("America/New_York", "US", bridge_days=0)
+    assert off.slot(ms(2026, 11, 27, 18)).chain[0] == ("how", 4, 13) and off.bridge(date(2026, 12, 29)) is None

@@ -181,6 +181,22 @@ def test_feature_only_drift_is_info_and_breaks_nothing() -> None:
     assert out.commands == []
 
 
+def test_a_model_whose_feature_alerts_may_act_raises_them_as_warnings_and_breaks() -> None:
+    from stream.config import ResponseConfig
+    from stream.simulate import Drift
+
+    start = END - 2 * 24 * HOUR_MS
+    sc = Scenario(weeks=5, end_ms=END, rate=120, segments=_segments(1), drifts=(Drift(0, start, "category", 0.3),),
+                  day_volume=1.2, night_volume=0.8, weekend_volume=0.9)
+    cfg = Config(models={"fraud": ModelConfig(features=["tier", "amount"], action="circuit_break",
+                                              response=ResponseConfig(feature=["circuit_break"]))})
+    out = feed(Engine(cfg), events(sc, seed=7))
+    new = [a for a in out.alerts if a.status == "firing" and a.notify_reason == "new"]
+    assert [(a.signal, a.severity, a.features) for a in new] == [("feature", "warning", ["tier"])]
+    assert [c.action for c in out.commands][:1] == ["circuit_break"]
+    assert out.commands[0].reason.alert_id == new[0].alert_id
+
+
 def test_many_segments_drifting_together_make_one_model_level_alert() -> None:
     from stream.simulate import Drift
 
@@ -196,6 +212,23 @@ def test_many_segments_drifting_together_make_one_model_level_alert() -> None:
     assert breaks and breaks[0].reason.alert_id == new[0].alert_id
 
 
+def test_a_group_repeat_shows_the_window_it_is_sent_for() -> None:
+    """A member with nothing to say in the window a group's repeat falls due in (its window lacked the
+    power to confirm) leaves only an older note: the repeat's evidence is still this window's, so it
+    is never the same transition twice (the calendar of this seed made one, 2026-12-02)."""
+    end = 1796184000000  # 2026-12-02 04:00 UTC
+    segs = tuple({"country": c, "channel": ch} for c in ("US", "DE", "BR", "FR") for ch in ("web", "app"))
+    sc = Scenario(weeks=5, end_ms=end, rate=25, segments=segs,
+                  drifts=tuple(Drift(s, end - h * HOUR_MS, k, z) for s, h, k, z in
+                               ((1, 50, "shift", 1.5), (2, 50, "shift", 1.5), (5, 50, "shift", 1.5), (6, 20, "volume", 0.2))))
+    out = feed(Engine(config(group_min_segments=3)), events(sc, seed=5))
+    repeats = [a for a in out.alerts if a.segments is not None and a.notify_reason == "repeat"]
+    assert len(repeats) >= 3
+    assert all(a.window_end - a.window_start == HOUR_MS for a in out.alerts)
+    seen = [(a.alert_id, a.status, a.notify_reason, a.window_start) for a in out.alerts]
+    assert len(set(seen)) == len(seen)
+
+
 def test_slow_drift_is_caught_by_the_online_detectors() -> None:
     """A drift too small for any single window: the residual detectors see it accumulate."""
     from stream.simulate import Drift
@@ -206,6 +239,14 @@ def test_slow_drift_is_caught_by_the_online_detectors() -> None:
     out = feed(Engine(config()), events(sc, seed=9))
     firing = [a for a in out.alerts if a.status == "firing"]
     assert firing and min(a.window_start for a in firing) >= start
+    # The page says which test fired: an online detector's alert scores below the window test's
+    # threshold, and says it would not have fired alone.
+    from stream.explain import explain_text, why
+
+    online = [a for a in firing if a.test == "page_hinkley" and a.score < a.threshold]
+    assert online, "the drift is too small for a window test: Page-Hinkley finds it"
+    assert why(online[0]).startswith("Page-Hinkley fired") and "would not have fired alone" in why(online[0])
+    assert why(online[0]) in explain_text(online[0])
 
 
 GOOD = {"event_id": "ok-1", "model": "fraud", "ts": END - 1000, "prediction": 0.3}
@@ -440,3 +481,48 @@ def test_extreme_values_leave_the_statistics_finite_and_the_drift_found_in_the_s
     for field in st.recent.dtype.names or ():
         assert not np.isinf(st.recent[field]).any()
     assert engine.stats.processed == len(hostile)
+
+
+@pytest.mark.parametrize("window", ["2h", "6h", "1d"])
+def test_long_windows_keep_their_local_slots_through_a_dst_change(window: str) -> None:
+    """2 h, 6 h and 1 d windows in New York across the fall-back change of 2026-11-01: the windows start
+    at the same local times before and after it (00:00, 06:00, ... local), so every slot keeps its
+    history and nothing alerts. On the UTC grid, each 6 h slot's local start moved by an hour at
+    the change: eight slot hours instead of four, every baseline started over."""
+    end = 1796176800000  # 2026-12-01 02:00 UTC: five weeks after the change
+    sc = Scenario(weeks=10, end_ms=end, rate=60, timezone="America/New_York")
+    cfg = Config(models={"fraud": ModelConfig()}, defaults=Defaults(window=window, timezone="America/New_York"))  # type: ignore[arg-type]
+    engine = Engine(cfg)
+    out = feed(engine, events(sc, seed=3))
+    assert out.alerts == []
+    keys = set(engine.models["fraud"].store.keys)
+    hours = {k[-1] for k in keys if k[0] == "how"}
+    assert hours == {"2h": set(range(0, 24, 2)), "6h": {0, 6, 12, 18}, "1d": {0}}[window]
+    m = engine.models["fraud"]
+    assert m.grid.local and m.calendar.slot(m.grid.start(end - 3 * HOUR_MS)).local_start.hour in hours
+
+
+def test_sub_hour_windows_are_compared_with_their_own_quarter_hour() -> None:
+    """15 min windows: each quarter hour of the week is a slot of its own (Monday 08:15 with past
+    Mondays' 08:15), so the baseline of a slot is the same quarter hour of past weeks."""
+    end = 1796176800000
+    sc = Scenario(weeks=4, end_ms=end, rate=240, segments=({"country": "US"},), timezone="America/New_York")
+    cfg = Config(models={"fraud": ModelConfig()}, defaults=Defaults(window="15m", timezone="America/New_York"))  # type: ignore[arg-type]
+    engine = Engine(cfg)
+    feed(engine, events(sc, seed=5))
+    keys = {k for k in engine.models["fraud"].store.keys if k[0] == "how"}
+    assert ("how", 0, "08:15") in keys and ("how", 0, "08:00") in keys
+    assert len(keys) == 7 * 96
+    assert engine.models["fraud"].calendar.label_for_key(("how", 0, "08:15")) == "Monday 08:15 America/New_York"
+
+
+def test_a_bridge_day_taken_off_raises_nothing() -> None:
+    """The Friday after Thanksgiving, taken off: traffic like a Saturday's, on a Friday. As an
+    ordinary Friday it would drift (prediction and volume, all day, every segment); as a bridge day
+    without history of its own it is judged like a Friday or like a day off, and it is like one."""
+    end = 1795852800000  # 2026-11-28 07:00 UTC: the Friday is over
+    sc = Scenario(weeks=7, end_ms=end, rate=40, timezone="America/New_York", days_off=("2026-11-27",))
+    out = feed(Engine(config(timezone="America/New_York")), events(sc, seed=6))
+    assert [a.summary for a in out.alerts if a.status == "firing"] == []
+    ordinary = feed(Engine(config(timezone="America/New_York", bridge_days=0)), events(sc, seed=6))
+    assert any(a.status == "firing" for a in ordinary.alerts)  # without bridge days it does drift

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -47,16 +48,23 @@ def wait_status(port: int, path: str, code: int, timeout: float = 30) -> dict[st
     raise AssertionError(f"{path} did not answer {code} in {timeout}s (last: {got})")
 
 
+def launch(bootstrap: str, prefix: str, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, IO[bytes]]:
+    """The example server on fresh predictions and control topics: the process, its port, its log."""
+    port = free_port()
+    for topic in (f"{prefix}.predictions", f"{prefix}.model.control"):
+        create_topic(bootstrap, topic)
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "model_server.py"), "--bootstrap", bootstrap,
+                             "--port", str(port), "--predictions-topic", f"{prefix}.predictions",
+                             "--control-topic", f"{prefix}.model.control", "--signing-key", "secret", *extra],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return proc, port, log
+
+
 def test_the_example_server_leaves_service_on_circuit_break_and_returns_on_restore(
         kafka_bootstrap: str, prefix: str, tmp_path: Path) -> None:
-    port = free_port()
     predictions, control = f"{prefix}.predictions", f"{prefix}.model.control"
-    for topic in (predictions, control):
-        create_topic(kafka_bootstrap, topic)
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "model_server.py"), "--bootstrap", kafka_bootstrap,
-                             "--port", str(port), "--predictions-topic", predictions, "--control-topic", control,
-                             "--signing-key", "secret"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc, port, log = launch(kafka_bootstrap, prefix, tmp_path)
     try:
         assert wait_status(port, "/status", 200)["serving"] is True
         assert call(port, "/predict?amount=120&country=US&channel=web")[0] == 200
@@ -90,3 +98,32 @@ def test_the_example_server_leaves_service_on_circuit_break_and_returns_on_resto
     assert {e.features["amount"] for e in dark} <= {5.0, 7.0} and any(e.features["amount"] == 5.0 for e in dark)
     text = (tmp_path / "server.log").read_text()
     assert "circuit_break for fraud" in text and "breaker OPEN: not serving" in text and "restore for fraud" in text
+
+
+def test_the_example_server_serves_the_version_a_rollback_names(kafka_bootstrap: str, prefix: str, tmp_path: Path) -> None:
+    from stream.contract import Release
+
+    predictions, control = f"{prefix}.predictions", f"{prefix}.model.control"
+    proc, port, log = launch(kafka_bootstrap, prefix, tmp_path, "--version", "3.2.0")
+    try:
+        assert wait_status(port, "/status", 200)["version"] == "3.2.0"
+        assert call(port, "/predict?amount=10")[1]["version"] == "3.2.0"
+        now = int(time.time() * 1000)
+        alert = _example().model_copy(update={"window_end": now, "model": "fraud"})
+        policy = BreakerPolicy(ttl=3_600_000, max_open=3, signing_key=b"secret")
+        cmd = policy.rollback(alert, "3.2.0", "3.1.0", Release(version="3.2.0", share=1.0, first_traffic=now - 3_600_000,
+                                                               drift_started=now - 3_600_000))
+        produce(kafka_bootstrap, control, [(cmd.record_key().encode(), command_bytes(cmd))])
+        deadline = time.monotonic() + 30
+        while call(port, "/status")[1]["version"] != "3.1.0" and time.monotonic() < deadline:
+            time.sleep(0.3)
+        status = call(port, "/status")[1]
+        assert status["version"] == "3.1.0" and status["released"] == "3.2.0" and status["serving"] is True
+        assert call(port, "/predict?amount=11")[1]["version"] == "3.1.0"
+    finally:
+        proc.terminate()
+        rc = proc.wait(timeout=30)
+        log.close()
+    assert rc == 0
+    events = [PredictionEvent.model_validate_json(v) for _k, v in read_topic(kafka_bootstrap, predictions)]  # type: ignore[misc]
+    assert [e.model_version for e in events] == ["3.2.0", "3.1.0"]  # what it served, as it served it

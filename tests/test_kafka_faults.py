@@ -409,3 +409,39 @@ def test_bad_input_table_through_kafka(kafka_bootstrap: str, tmp_path: Path) -> 
     got = [(v, h["driftline.reason"].decode()) for _k, v, h in dlq]  # type: ignore[misc]
     assert got == [(raw, reason) for _n, raw, reason in table]
     assert all(h["driftline.detail"] and h["driftline.source.topic"] == topic.encode() for _k, _v, h in dlq)  # type: ignore[misc]
+
+
+def test_offsets_refused_for_a_fenced_static_member_name_the_consumer(kafka_bootstrap: str) -> None:
+    """The broker can refuse a consumer's offsets for a transaction (its static identity was taken
+    over) before that consumer's own error callback says so. The refusal names which of the
+    transaction's consumers it was, so the service replaces that one at once instead of failing
+    every retry of the transaction."""
+    from stream.config import KafkaConfig
+    from stream.publish import MemberFenced, Publisher
+
+    name = f"fencedoffsets-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, name, 1)
+    produce(kafka_bootstrap, name, [(None, b"x")])
+    settings = {"bootstrap.servers": kafka_bootstrap, "group.id": name, "group.instance.id": f"{name}-1",
+                "session.timeout.ms": 10_000, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+    first = Consumer(settings)
+    first.subscribe([name])
+    deadline = time.monotonic() + 60
+    msg = None
+    while msg is None and time.monotonic() < deadline:
+        msg = first.poll(0.2)
+    assert msg is not None and msg.error() is None
+    intruder = Consumer(settings)
+    intruder.subscribe([name])
+    until = time.monotonic() + 3
+    while time.monotonic() < until:
+        intruder.poll(0.1)
+    publisher = Publisher(KafkaConfig(bootstrap_servers=kafka_bootstrap), transactional_id=f"{name}-txn")
+    publisher.begin()
+    publisher.put(name, None, b"y")
+    with pytest.raises(MemberFenced) as caught:
+        publisher.commit([], None, more=(([TopicPartition(name, 0, 1)], first.consumer_group_metadata()),))
+    assert caught.value.group == 1
+    publisher.abort()
+    intruder.close()
+    first.close()

@@ -50,14 +50,18 @@ def alert_of(model: str, e: Emission, end: int, segments_of: dict[str, dict[str,
              correlation: dict[tuple[str, str], float], severities: Severities,
              feature_severity: str) -> Alert:
     """The alert of one emission. ``segments_of``: segment key -> segment, for group members."""
-    lead = max(e.notes, key=lambda n: n.payload.ratio)
+    # The evidence shown is this window's: a group's repeat also carries the last note of members that
+    # had nothing to say in it, and an older note's window is not the one the alert is sent for.
+    latest = max(n.payload.window_start for n in e.notes)
+    lead = max((n for n in e.notes if n.payload.window_start == latest), key=lambda n: n.payload.ratio)
     ev: Evidence = lead.payload
     verdict, signal = ev.verdict, e.signal
     features = sorted({f for n in e.notes for f in n.payload.features})
     groups = feature_groups(features, correlation) if features else []
     what = {"prediction": "prediction distribution", "volume": "event volume",
             "feature": "features " + "; ".join(", ".join(g) for g in groups)}.get(signal, signal)
-    verb = "drifted" if e.status == "firing" else "is back to normal"
+    verb = "drifted" if e.status == "firing" else "was accepted as the new normal" if e.reason == "accepted" \
+        else "is back to normal"
     segment: dict[str, str]
     segments: list[dict[str, str]] | None
     if e.kind == "group":

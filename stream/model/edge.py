@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ..config import Config
 from ..consume import INTERNAL_FETCH, client_settings, fatal
+from ..contract import Operation
 from ..framing import compress, decompress, from_chunks, to_chunks
 from ..metrics import Metrics
 from ..series.tables import Output
@@ -44,6 +45,11 @@ class ModelSide:
         self.restore_stall = restore_stall
         self._on_revoke, self._on_lost = on_revoke, on_lost
         self.topic = config.kafka.verdicts()
+        # Operators' commands come on a topic of their own, read with the verdicts by the same consumer
+        # (both have one partition: the range assignor gives both to the same member), their offset
+        # committed with the rest.
+        self.operator_topic = config.kafka.operator()
+        self.op_offset = OFFSET_BEGINNING
         self._fatal: KafkaError | None = None  # the consumer failed for good (``_error``)
         self.consumer = self._consumer()
         self.task: ModelTask | None = None
@@ -54,6 +60,7 @@ class ModelSide:
         self.uncommitted = 0  # windows decided since the last commit
         self._written: bytes | None = None  # the state records of the transaction under way
         self._unseeked = False  # a rewind's seek has not succeeded yet
+        self._operators_assigned = False
 
     def _consumer(self) -> Consumer:
         k = self.config.kafka
@@ -68,7 +75,7 @@ class ModelSide:
             "error_cb": self._error,
             **({"group.instance.id": f"{k.instance_id}.model"} if k.instance_id else {}),
         }, logger=log)
-        consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+        consumer.subscribe([self.topic, self.operator_topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         return consumer
 
     def _error(self, err: KafkaError) -> None:
@@ -76,6 +83,11 @@ class ModelSide:
         other consumer with same group.instance.id", its own former self, after a broker restart)
         leaves the consumer reading nothing ever again: it is replaced at the next poll."""
         if fatal(err):
+            self._fatal = err
+
+    def fail(self, err: KafkaError) -> None:
+        """The consumer is as good as failed (the broker fenced its identity): replaced at the next poll."""
+        if self._fatal is None:
             self._fatal = err
 
     def _drain(self) -> None:
@@ -135,6 +147,9 @@ class ModelSide:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("verdicts consumer error (retried by the client): %s", err.str())
                 continue
+            if msg.topic() == self.operator_topic:
+                self._operate(msg.value() or b"", out)
+                continue
             partition, item = decode(msg.value() or b"")
             if isinstance(item, Mark):
                 self.frontier.mark(partition, item.watermark, now, item.empty, item.held)
@@ -158,6 +173,18 @@ class ModelSide:
         self.metrics.late_reports.set(self.frontier.late)
         self.metrics.windows_pending.set(len(self.frontier.pending))
 
+    def _operate(self, raw: bytes, out: Output) -> None:
+        assert self.task is not None
+        self.dirty = True  # its offset moves on, applied or not
+        try:
+            op = Operation.model_validate_json(raw)
+        except ValueError as exc:
+            log.error("unusable record on the operator topic (%s): skipped", str(exc).splitlines()[0])
+            self.metrics.operations.labels("unusable").inc()
+            return
+        refused = self.task.operate(op, out)
+        self.metrics.operations.labels(op.action if refused is None else "refused").inc()
+
     def state_records(self) -> list[tuple[bytes, bytes]]:
         assert self.task is not None and self.frontier is not None
         blob = self._written = compress(dumps(self.task, self.frontier))
@@ -167,7 +194,8 @@ class ModelSide:
     def offsets(self) -> list[TopicPartition]:
         if self.task is None:
             return []
-        return [tp for tp in self.consumer.position([TopicPartition(self.topic, 0)]) if tp.offset >= 0]
+        return [tp for tp in self.consumer.position([TopicPartition(self.topic, 0), TopicPartition(self.operator_topic, 0)])
+                if tp.offset >= 0]
 
     def group_metadata(self) -> Any:
         return self.consumer.consumer_group_metadata()
@@ -177,7 +205,10 @@ class ModelSide:
         if with_state:
             self.committed = self._written
         for tp in offsets:
-            self.offset = tp.offset
+            if tp.topic == self.operator_topic:
+                self.op_offset = tp.offset
+            else:
+                self.offset = tp.offset
         self.dirty = False
         self.uncommitted = 0
         self.metrics.windows_uncommitted.set(0)
@@ -198,6 +229,8 @@ class ModelSide:
         fetched (``_STATE``: seen while the broker restarts): then nothing is read until it is done."""
         try:
             self.consumer.seek(TopicPartition(self.topic, 0, self.offset))
+            if self._operators_assigned:
+                self.consumer.seek(TopicPartition(self.operator_topic, 0, self.op_offset))
         except KafkaException as exc:
             log.warning("verdicts: seek to the last committed offset %d failed (%s): retried before reading on",
                         self.offset, exc)
@@ -236,8 +269,12 @@ class ModelSide:
         self.committed = blob
         self._unseeked = False  # a new assignment starts at the committed offset
         self._start(blob)
-        committed = consumer.committed([TopicPartition(self.topic, 0)], timeout=60)
-        self.offset = committed[0].offset if committed and committed[0].offset >= 0 else OFFSET_BEGINNING
+        committed = {tp.topic: tp.offset for tp in
+                     consumer.committed([TopicPartition(self.topic, 0), TopicPartition(self.operator_topic, 0)], timeout=60)
+                     if tp.offset >= 0}
+        self.offset = committed.get(self.topic, OFFSET_BEGINNING)
+        self.op_offset = committed.get(self.operator_topic, OFFSET_BEGINNING)
+        self._operators_assigned = any(tp.topic == self.operator_topic for tp in parts)
         self.dirty = False
         log.info("model stage assigned here (%s restored)", "state" if blob is not None else "no state")
 

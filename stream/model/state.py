@@ -2,7 +2,7 @@
 
 What a model task must carry across a restart or a move to another process: each alert's fired
 severity, the open segment groups (members by segment key, with their segments), the breakers and
-their cap's count, the challengers' verdict book, the features' correlation; and, for the model
+their cap's count, each model's last command sequence, the challengers' verdict book, the features' correlation; and, for the model
 stage of the service, the frontier with the reports it holds until every partition has passed them.
 """
 
@@ -32,9 +32,13 @@ def task_out(task: ModelTask) -> dict[str, Any]:
                     for (model, sig), alone in task.grouper.singles.items() if alone],
         "breakers": [[model, sorted(b.alerts), b.expires_at] for model, b in task.breakers.open.items()],
         "rate_limited": task.breakers.rate_limited,
+        "sequence": sorted(task.breakers.sequence.items()),
+        "releases": task.releases.snapshot(),
+        "retrained": sorted(task.retrained.items()),
         "shadow_book": task.shadow.snapshot(),
         "edges": task.edges.snapshot(),
         "correlation": [[model, a, b, c] for model, pairs in task.correlation.items() for (a, b), c in pairs.items()],
+        "operators": task.operators.snapshot(),
     }
 
 
@@ -54,11 +58,15 @@ def task_in(task: ModelTask, d: dict[str, Any]) -> None:
     for model, alerts, expires in d["breakers"]:
         task.breakers.open[model] = Breaker(set(alerts), expires)
     task.breakers.rate_limited = d["rate_limited"]
+    task.breakers.sequence = {str(m): int(n) for m, n in d.get("sequence", [])}
+    task.releases.restore(d.get("releases", {}))
+    task.retrained = {str(m): str(a) for m, a in d.get("retrained", [])}
     if "shadow_book" in d:
         task.shadow.restore(d["shadow_book"])
     task.edges.restore(d.get("edges", {}))
     for model, a, b, c in d.get("correlation", []):
         task.correlation.setdefault(model, {})[(a, b)] = float(c)
+    task.operators.restore(d.get("operators", {}))
 
 
 def dumps(task: ModelTask, frontier: Frontier) -> bytes:

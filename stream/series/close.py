@@ -26,17 +26,17 @@ class CloseStep(SeriesCore):
         if watermark < np.iinfo(np.int64).max:
             self.metrics.watermark.set(watermark / 1000)
         for m in self.models.values():
-            if m.pending and any(_start(int(p[1].min()), m.cfg.window) + m.cfg.window <= watermark for p in m.pending):
+            if m.pending and any(m.grid.end(m.grid.start(int(p[1].min()))) <= watermark for p in m.pending):
                 if not self.shared_edges or m.params is not None:
                     self._flush_pending(m)
                 else:
                     self._hold(m, watermark, out)
             for ws in m.windows.due(watermark):
-                self._run_lane(m, ws + m.cfg.window, out)
+                self._run_lane(m, m.grid.end(ws), out)
                 self._close(m, ws, out)
             self._run_lane(m, None, out)
             if m.shadow is not None:  # windows only a challenger sent to: no champion to compare with
-                for ws in [w for w in m.shadow.open if w + m.cfg.window <= watermark]:
+                for ws in [w for w in m.shadow.open if m.grid.end(w) <= watermark]:
                     del m.shadow.open[ws]
 
 
@@ -44,16 +44,16 @@ class CloseStep(SeriesCore):
         """Due windows of a model whose shared parameters have not come yet: closed to late events now,
         as they would have been, and judged once the edges come, on the series they had now."""
         self._propose(m, out)
-        due = sorted({int(w) for p in m.pending for w in np.unique(p[1] - p[1] % m.cfg.window).tolist()
-                      if w + m.cfg.window <= watermark})
+        due = sorted({int(w) for p in m.pending for w in np.unique(m.grid.starts(p[1])).tolist()
+                      if m.grid.end(int(w)) <= watermark})
         for ws in due:
             m.held.setdefault(ws, list(m.sids))
-        end = due[-1] + m.cfg.window
+        end = m.grid.end(due[-1])
         m.windows.closed_upto = end if m.windows.closed_upto is None else max(m.windows.closed_upto, end)
 
     def held(self) -> int | None:
         """The end of the first window due and held back (its model waits for shared edges)."""
-        ends = [min(m.held) + m.cfg.window for m in self.models.values() if m.held]
+        ends = [m.grid.end(min(m.held)) for m in self.models.values() if m.held]
         return min(ends) if ends else None
 
     def _close(self, m: ModelState, ws: int, out: Output) -> None:
@@ -74,12 +74,16 @@ class CloseStep(SeriesCore):
             live = set(m.sids)
             sids = [sid for sid in held if sid in live]
         slot = m.calendar.slot(ws)
-        end = ws + m.cfg.window
-        alpha = self._alpha(m, len(sids))
-        report = WindowReport(m.cfg.name, ws, end)
+        end = m.grid.end(ws)
+        alpha = self._alphas(m, len(sids))
+        report = WindowReport(m.cfg.name, ws, end, versions=m.versions.pop(ws, {}))
+        for old in [w for w in m.versions if w < ws]:  # none (windows close in order): never kept
+            del m.versions[old]
         report.notes = sorted(self._evaluate(m, sums, ws, slot, end, alpha, sids), key=note_order) if sids else []
-        if m.shadow is not None:
-            self._shadow_close(m, ws, sums, slot, end, alpha, report)
+        if m.shadow is not None:  # a declared challenger is a signal of its own
+            self._shadow_close(m, ws, sums, slot, end, self._alpha(m, len(sids), "shadow"), report)
+        elif m.canary is not None:  # a release's canary: within the prediction window test's share
+            self._canary_close(m, ws, sums, slot, end, alpha.prediction, report)
         names = sorted({f for n in report.notes for f in n.payload.features})
         if names and m.features is not None:
             index = {n: i for i, n in enumerate(m.features.names)}
@@ -116,7 +120,3 @@ class CloseStep(SeriesCore):
             del self.alert_states[key]
         self.metrics.series.labels(m.cfg.name).set(len(m.sids))
 
-
-
-def _start(ts: int, window: int) -> int:
-    return ts - ts % window

@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from ..config import Config
 from ..consume import INTERNAL_FETCH, BatchConsumer, MessageRun, client_settings
+from ..contract import Operation
 from ..framing import StateError, compress, decompress, from_chunks, to_chunks
 from ..guard import EngineFailure, engine_error, isolate, summary
 from ..metrics import Metrics
@@ -35,6 +36,9 @@ from .task import SeriesTask
 
 log = logging.getLogger("driftline.service")
 
+#: Key suffix of an operator's accept on the params topic (``model#accept``): kept apart from the
+#: model's parameters, so that compaction keeps both.
+ACCEPT_KEY = b"#accept"
 HEARTBEAT = 5.0  # seconds between progress marks of a partition whose watermark stands still
 
 
@@ -76,12 +80,28 @@ class SeriesSide:
         self.proposed = False  # verdicts_out holds a proposal for shared parameters (committed at once)
         self.restore_seconds = 0.0
         self.params: dict[str, Params] = {}  # the model stage's shared parameters, by model
+        self.accepts: dict[str, Operation] = {}  # the latest operator's accept, by model
         self._drop_waiting: set[int] = set()  # partitions to rewind without what waited for the edges
         self._unseeked: set[int] = set()  # partitions whose rewind's seek has not succeeded yet
         self.paused: set[int] = set()  # partitions not read while their task holds windows
         self._params_in: Consumer | None = None  # made at the first read, once the topic exists
 
     # ----------------------------------------------------------------- the loop's calls
+    def _accept(self, raw: bytes) -> None:
+        """An operator's accept, broadcast by the model stage: every task rebases the series it covers."""
+        try:
+            op = Operation.model_validate_json(raw)
+        except ValueError as exc:
+            log.error("unusable accept on the params topic (%s): skipped", str(exc).splitlines()[0])
+            return
+        self.accepts[op.model] = op  # (for tasks restored later: the topic keeps the latest per model)
+        for p, part in self.partitions.items():
+            rebased = part.task.accept(op)
+            if rebased:
+                log.warning("partition %d: %s rebased on what it sees now (accepted by %s): %s", p, op.model,
+                            op.by or "?", ", ".join(rebased))
+            part.dirty = part.dirty or op.command_id in part.task.accepted  # (it keeps the ids it applied)
+
     def read_params(self) -> list[int]:
         """New shared parameters from the model stage, to every task (they close what they held).
         Returns the partitions to rewind: those whose task raised taking them (see below)."""
@@ -98,6 +118,9 @@ class SeriesSide:
             if err is not None:
                 if err.fatal():
                     raise KafkaException(err)
+                continue
+            if (msg.key() or b"").endswith(ACCEPT_KEY):
+                self._accept(msg.value() or b"")
                 continue
             try:
                 prm = Params.decode(msg.value() or b"")
@@ -314,6 +337,8 @@ class SeriesSide:
             task = SeriesTask(self.config, self.metrics, clock=self.clock, budget_share=share, shared_edges=True)
         for prm in self.params.values():
             task.apply(prm, drop_waiting)
+        for op in self.accepts.values():
+            task.accept(op)
         return task
 
     def assigned(self, partitions: list[int]) -> None:

@@ -9,6 +9,7 @@ per-event Python.
 
 from __future__ import annotations
 
+from collections import Counter
 from operator import attrgetter
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..decode import DeadLetter
+from ..shadow import ShadowTracker
 from ..sketch import CategoricalSpec, NumericSpec
 from ..verdict import Params, Proposal
 from .route import Routed
@@ -26,11 +28,28 @@ from .tables import ModelState, Output, SeriesCore, take
 class IngestStep(SeriesCore):
     """Routed events into windows and sketches."""
 
+    @staticmethod
+    def _count_versions(m: ModelState, ws: npt.NDArray[np.int64], versions: list[str | None]) -> set[str | None]:
+        """Events per model_version in each open window: which versions serve, and their shares, go
+        with the window's report to the model stage (a drift that starts as a release takes traffic
+        is that release's). Returns the batch's versions."""
+        distinct = set(versions)
+        if ws.min() == ws.max() and len(distinct) == 1:  # the usual batch: one version, one window
+            if versions[0] is not None:
+                per = m.versions.setdefault(int(ws[0]), {})
+                per[versions[0]] = per.get(versions[0], 0) + len(versions)
+            return distinct
+        for (w, version), n in Counter(zip(ws.tolist(), versions, strict=True)).items():
+            if version is not None:
+                per = m.versions.setdefault(w, {})
+                per[version] = per.get(version, 0) + n
+        return distinct
+
     def _ingest(self, m: ModelState, cols: Routed, out: Output) -> dict[int, int]:
         """Window, late-check and sketch one model's events of this batch; return max ts per partition."""
         sids = np.asarray(cols.sids, dtype=np.int64)
         ts = np.asarray(cols.ts, dtype=np.int64)
-        ws = ts - ts % m.cfg.window
+        ws = m.grid.starts(ts)
         late = cols.late
         if late.any():
             for i in np.flatnonzero(late):
@@ -63,8 +82,17 @@ class IngestStep(SeriesCore):
                 keep = ~challenger
                 sids, ts, ws, where = sids[keep], ts[keep], ws[keep], where[keep]
                 values, feats = take(values, keep), take(feats, keep)
+                versions = v[keep].tolist()
                 if len(ts) == 0:
                     return part_max
+        if versions is not None:
+            distinct = self._count_versions(m, ws, versions)
+            if m.canary is not None and m.incumbent is not None and distinct - {m.incumbent, None}:
+                v = np.array(versions, dtype=object)
+                other = (v != None) & (v != m.incumbent)  # noqa: E711 - elementwise, not identity
+                if other.any() and (not isinstance(spec, NumericSpec) or spec.frozen):
+                    # served traffic: counted in the series as well, and apart for the canary comparison
+                    self._shadow_add(m, sids[other], ws[other], take(values, other), v[other].tolist(), m.canary)
         if self.shared_edges and m.params is None and (isinstance(spec, NumericSpec) or m.features is not None):
             self._wait(m, sids, ts, ws, values, feats, where, out)
             return part_max
@@ -88,7 +116,7 @@ class IngestStep(SeriesCore):
         """The event time that ends the learning of the model's bin edges: the end of its first
         window plus the allowed lateness (when an event could first close that window)."""
         if m.learn_until is None:
-            m.learn_until = int(ws[0]) + m.cfg.window + self.d.allowed_lateness
+            m.learn_until = m.grid.end(int(ws[0])) + self.d.allowed_lateness
         return m.learn_until
 
     def _cut(self, m: ModelState, ws: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> int:
@@ -160,9 +188,11 @@ class IngestStep(SeriesCore):
         return {int(p): int(ts[parts == p].max()) for p in np.unique(parts)}
 
     def _shadow_add(self, m: ModelState, sids: npt.NDArray[np.int64], ws: npt.NDArray[np.int64],
-                    values: npt.NDArray[np.float64] | list[Any], versions: list[str]) -> None:
-        """Challenger events into the shadow histograms, on the model's bins (once they are learned)."""
-        spec, shadow = m.spec, m.shadow
+                    values: npt.NDArray[np.float64] | list[Any], versions: list[str],
+                    tracker: ShadowTracker | None = None) -> None:
+        """Challenger events into the shadow histograms (or a canary's, into ``tracker``), on the
+        model's bins (once they are learned)."""
+        spec, shadow = m.spec, tracker or m.shadow
         assert spec is not None and shadow is not None
         if isinstance(spec, NumericSpec):
             if not spec.frozen and self.shared_edges and m.params is None:  # they wait with the champion's
@@ -198,7 +228,7 @@ class IngestStep(SeriesCore):
             spec.learn()
         waiting, m.pending = m.pending, []
         for sids, ts, pred, kept, reach in waiting:
-            ws = ts - ts % m.cfg.window
+            ws = m.grid.starts(ts)
             fbins = m.features.bins_of(m.features.release(kept)) if kept is not None and m.features is not None else None
             if isinstance(spec, NumericSpec):
                 self._accumulate(m, sids, ws, spec.bin(pred), spec.clip(pred), fbins, ts, reach=reach)

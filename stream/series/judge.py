@@ -1,6 +1,6 @@
 """Judging a closed window: every series of the model tested against its calendar slot's baseline.
 
-The window tests and the online detector (``evaluate``, ``page_hinkley``) give each series and
+The window tests and the online detector (``evaluate``, ``residual.step``) give each series and
 signal a verdict; the window is folded into its slot's baseline (or held out while an alert fires);
 each series' alert lifecycle steps on its own evidence (``decide.step``, dedupe by ``notify_reason``).
 A notification due becomes a ``Note`` whose payload is the ``Evidence`` its alert shows, summarised
@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .. import residual
 from ..baseline import SIGNAL_INDEX, Baseline, Batch, Window
 from ..calendar import KIND_OF, Slot
 from ..contract import BaselineInfo, History, ScorePoint, Summary
 from ..decide import AlertState, step
 from ..dedupe import Sent, notify_reason
-from ..detect import Verdict, page_hinkley
-from ..evaluate import TESTS, Found, either_day, evaluate
+from ..detect import Verdict
+from ..evaluate import TESTS, Alphas, Found, either_day, evaluate
 from ..group import Note
 from ..sketch import NumericSpec, histogram_summary
 from ..store import SeriesStore
@@ -37,7 +38,7 @@ class JudgeStep(SeriesCore):
     """A closed window's per-series verdicts, lifecycle and evidence."""
 
     def _evaluate(
-        self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float,
+        self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: Alphas,
         sids: list[int],
     ) -> list[Note]:
         """Test the model's series on the closed window, learn it, and step the alerts."""
@@ -71,6 +72,9 @@ class JudgeStep(SeriesCore):
         numeric = isinstance(m.spec, NumericSpec)
         found = evaluate(st, rows, slot.chain, batch, numeric, alpha, d.min_baseline_windows, d.min_holiday_windows)
         ambiguous = np.zeros((3, len(sids)), bool)
+        # A holiday judged without history of its own (against Sundays, or an ordinary day) is a
+        # guess: its residual is not one of the series' own, and Page-Hinkley does not take it in.
+        guessed = found["prediction"].pos != 0 if slot.alternative else np.zeros(len(sids), bool)
         if slot.alternative:
             other = evaluate(st, rows, slot.alternative, batch, numeric, alpha, d.min_baseline_windows, d.min_holiday_windows)
             ambiguous = either_day(found, other)
@@ -79,10 +83,10 @@ class JudgeStep(SeriesCore):
         # alerted every few days on the NAB and Metro series (BENCHMARKS.md), so volume relies on
         # its window test.
         pred = found["prediction"]
-        watch = pred.has & ~np.isnan(pred.z)
+        watch = pred.has & ~np.isnan(pred.z) & ~guessed
         if watch.any():
             state = st.ph[rows[watch]]
-            hit = page_hinkley(state, pred.z[watch])
+            hit = residual.step(state, pred.z[watch], self._alpha(m, len(sids), "page_hinkley"))
             st.ph[rows[watch]] = state
             online = np.zeros(len(sids), bool)
             online[watch] = hit
@@ -148,7 +152,7 @@ class JudgeStep(SeriesCore):
         """The fast lane's verdict on a closed window it crossed in (a window may have no verdict of
         its own: all its predictions invalid)."""
         hist = w.hist[i].astype(np.int64)
-        found, _win = self._lane_found(m, sid, ws, w, i, float(w.lane[i]), -math.log(self._alpha(m, len(m.sids))),
+        found, _win = self._lane_found(m, sid, ws, w, i, float(w.lane[i]), -math.log(self._alpha(m, len(m.sids), "lane")),
                                        int(w.count[i]), int(w.invalid[i]), hist)
         return found
 
@@ -159,7 +163,8 @@ class JudgeStep(SeriesCore):
         test = TESTS[int(f.test[i])]
         detail = st.features[int(f.feature[i])] if signal == "feature" else ""
         if test == "page_hinkley":
-            detail = "page_hinkley: sustained shift of the standardised residual over recent windows"
+            detail = ("page_hinkley: a sustained shift of the residual over recent windows, beyond what its own "
+                      "spread and autocorrelation explain")
         z = float(f.z[i])
         verdict = Verdict(float(f.score[i]), float(f.threshold[i]), bool(f.breach[i]), detail, test,
                           None if z != z else z)
@@ -259,3 +264,4 @@ def _point(p: Any, signal: str) -> ScorePoint:
     if score != score:  # NaN: no verdict for this signal in that window
         return ScorePoint(window_start=start, score=None, threshold=None, count=int(p["count"]))
     return ScorePoint(window_start=start, score=score, threshold=threshold, count=int(p["count"]))
+

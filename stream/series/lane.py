@@ -20,7 +20,12 @@ series and window, Bonferroni across them as Dandapanthula and Ramdas 2025 do fo
 
 The plug-in ``q_t`` is what the series sent lately: its categories' counts decayed by half every
 32 events (with half a count each), so the test adapts within a few dozen events of a break however
-long its window has run. The statistic is the CUSUM of the log e-values, the best over every
+long its window has run. A memory that short has a price: with twenty bins its plug-in's own error
+costs a few tenths of a nat per event, and against a loose ceiling (a slot measured from few or
+small windows) that is all a moderate shift earns. A second statistic runs beside it with a memory
+of 1,024 events (``SLOW``): slower to turn, nearly free of that cost (on a 1 sd shift against 1.7
+times each bin's share it climbs three times as fast: tests/test_lane.py). Each of the two spends
+half the lane's ``alpha``. The statistic is the CUSUM of the log e-values, the best over every
 starting event, so a window's healthy start does not make a later break climb out of a hole; its
 threshold pays for the starting points it looks at: ``log(2 n (1 + log n)^2 / alpha)`` after ``n``
 events (start ``s`` is held to ``alpha / (2 s (1 + log s)^2)``, and those sum to at most ``alpha``).
@@ -53,6 +58,7 @@ from ..contract import _to_epoch_ms
 from ..decode import DeadLetter
 from ..detect import Verdict
 from ..group import Note
+from ..sketch import NumericSpec
 from ..store import SeriesStore
 from ..verdict import WindowReport
 from ..window import WindowSums
@@ -65,14 +71,15 @@ SLACK = 0.25  # relative slack per hour of window: a partial window is not the w
 INVALID_FLOOR = 0.001  # an invalid share no ceiling goes below (a stray bad event is not a break)
 HOUR_MS = 3_600_000
 DECAY = 2.0 ** (-1 / 32)  # the alternative's memory: an event weighs half as much 32 events later
+SLOW = 2.0 ** (-1 / 1024)  # the second statistic's: half as much 1,024 events later
 CHUNK = 20_000  # events of one window stepped at once (DECAY ** -CHUNK stays a finite float)
 
 
 def lane_values(recent: npt.NDArray[np.float64], lane: float, xs: npt.NDArray[np.int64],
-                log_ceil: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+                log_ceil: npt.NDArray[np.float64], decay: float = DECAY) -> npt.NDArray[np.float64]:
     """One series' test statistic after each of the events ``xs`` (categories), from the decayed
     counts ``recent`` and the statistic ``lane`` before them, one event at a time: the reference
-    that the vectorised ``_step_chunk`` follows."""
+    that the vectorised ``_cusum`` follows."""
     k = len(recent)
     d = recent.astype(np.float64).copy()
     out = np.empty(len(xs))
@@ -81,8 +88,48 @@ def lane_values(recent: npt.NDArray[np.float64], lane: float, xs: npt.NDArray[np
         value = max(value, 0.0) + math.log((d[x] + 0.5) / (d.sum() + k / 2)) - log_ceil[x]
         out[i] = value
         d[x] += 1.0
-        d *= DECAY
+        d *= decay
     return out
+
+
+def _cusum(recent: npt.NDArray[np.float64], lane: npt.NDArray[np.float64], decay: float,
+           r: npt.NDArray[np.int64], c: npt.NDArray[np.int64], ceil: npt.NDArray[np.float32],
+           ranks: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.int64],
+                        npt.NDArray[np.bool_]]) -> npt.NDArray[np.float64]:
+    """One statistic over a chunk of events (rows ``r``, categories ``c``), in stream order per
+    series (``order``): its value after each event, and ``recent`` (the decayed counts, in place)
+    after them all. The plug-in is the counts before each event, decayed by ``decay`` per event."""
+    rank_r, order, start, order_c, start_c = ranks
+    k = recent.shape[1]
+    wgt = decay ** -rank_r.astype(np.float64)
+    before_r = _exclusive(wgt, order, start)
+    before_c = _exclusive(wgt, order_c, start_c)
+    scale = decay ** rank_r.astype(np.float64)
+    d_c = scale * (recent[r, c] + before_c)
+    d = scale * (recent.sum(axis=1)[r] + before_r)
+    inc = np.log((d_c + 0.5) / (d + k / 2.0)) - ceil[r, c].astype(np.float64)
+    # CUSUM per series, in stream order: the best log e-value over every starting event.
+    rs = r[order]
+    run_start = np.flatnonzero(start)
+    run_of = np.cumsum(start) - 1
+    p = np.cumsum(inc[order])
+    p -= np.concatenate([[0.0], p[run_start[1:] - 1]])[run_of]  # prefix sums within each series
+    big = (np.abs(p).max(initial=0.0) + np.abs(lane[rs]).max(initial=0.0) + 1.0) * 4.0
+    prev = np.empty(len(p))
+    prev[1:] = p[:-1]
+    prev[run_start] = -np.maximum(lane[rs[run_start]], 0.0)
+    low = np.minimum.accumulate(prev - run_of * big) + run_of * big
+    run_end = np.concatenate([run_start[1:], [len(rs)]]) - 1
+    urow = rs[run_start]
+    ukey = np.unique(r * k + c)
+    totals = np.bincount(np.searchsorted(ukey, r * k + c), weights=wgt, minlength=len(ukey))
+    dec = np.ones(len(recent))
+    dec[urow] = decay ** (run_end - run_start + 1).astype(np.float64)
+    add = np.zeros_like(recent)
+    np.add.at(add, (ukey // k, ukey % k), totals)
+    recent[urow] = dec[urow, None] * (recent[urow] + add[urow])
+    value: npt.NDArray[np.float64] = p - low
+    return value
 
 
 def _exclusive(x: npt.NDArray[np.float64], order: npt.NDArray[np.int64], start: npt.NDArray[np.bool_]
@@ -171,7 +218,7 @@ class LaneStep(SeriesCore):
         todo = urows[sums.ready[urows] == 0]
         if len(todo):
             self._ceilings(m, w, sums, todo)
-        alpha = self._alpha(m, len(m.sids))
+        alpha = self._alpha(m, len(m.sids), "lane")
         for lo in range(0, len(r), CHUNK):  # (the decay's weights stay finite)
             hi = lo + CHUNK
             self._step_chunk(m, w, sums, r[lo:hi], c[lo:hi], t[lo:hi], reach[lo:hi], alpha, out)
@@ -182,42 +229,21 @@ class LaneStep(SeriesCore):
         k = sums.seen.shape[1]
         rank_r, order, start = _ranks(r)
         _rank_c, order_c, start_c = _ranks(r * k + c)
-        # The alternative: each series' recent categories, decayed per event (a predictable plug-in),
-        # from the counts the window's state carries and the events before each one here.
-        wgt = DECAY ** -rank_r.astype(np.float64)
-        before_r = _exclusive(wgt, order, start)
-        before_c = _exclusive(wgt, order_c, start_c)
-        scale = DECAY ** rank_r.astype(np.float64)
-        d_c = scale * (sums.recent[r, c] + before_c)
-        d = scale * (sums.recent.sum(axis=1)[r] + before_r)
-        inc = np.log((d_c + 0.5) / (d + k / 2.0)) - sums.ceil[r, c].astype(np.float64)
-        # CUSUM per series, in stream order: the best log e-value over every starting event.
+        ranks = (rank_r, order, start, order_c, start_c)
         rs = r[order]
         run_start = np.flatnonzero(start)
-        run_of = np.cumsum(start) - 1
-        p = np.cumsum(inc[order])
-        p -= np.concatenate([[0.0], p[run_start[1:] - 1]])[run_of]  # prefix sums within each series
-        big = (np.abs(p).max(initial=0.0) + np.abs(sums.lane[rs]).max(initial=0.0) + 1.0) * 4.0
-        prev = np.empty(len(p))
-        prev[1:] = p[:-1]
-        prev[run_start] = -np.maximum(sums.lane[rs[run_start]], 0.0)
-        low = np.minimum.accumulate(prev - run_of * big) + run_of * big
-        value = p - low
+        run_end = np.concatenate([run_start[1:], [len(rs)]]) - 1
         seen_n = sums.seen.sum(axis=1)
         n = seen_n[rs] + rank_r[order] + 1.0
-        threshold = np.log(2.0 * n * (1.0 + np.log(n)) ** 2 / alpha)
+        # each of the two statistics spends half of the lane's alpha
+        threshold = np.log(2.0 * n * (1.0 + np.log(n)) ** 2 / (alpha / 2.0))
+        fast = _cusum(sums.recent, sums.lane, DECAY, r, c, sums.ceil, ranks)
+        slow = _cusum(sums.slow_recent, sums.slow, SLOW, r, c, sums.ceil, ranks)
+        value = np.maximum(fast, slow)
         hit = (value >= threshold) & ~sums.crossed[rs]
-        # The window's state after these events.
-        run_end = np.concatenate([run_start[1:], [len(rs)]]) - 1
         urow = rs[run_start]
-        sums.lane[urow] = value[run_end]
-        ukey, first = np.unique(r * k + c, return_index=True)
-        totals = np.bincount(np.searchsorted(ukey, r * k + c), weights=wgt, minlength=len(ukey))
-        dec = np.ones(len(sums.recent))
-        dec[urow] = DECAY ** (run_end - run_start + 1).astype(np.float64)
-        add = np.zeros_like(sums.recent)
-        np.add.at(add, (ukey // k, ukey % k), totals)
-        sums.recent[urow] = dec[urow, None] * (sums.recent[urow] + add[urow])
+        sums.lane[urow] = fast[run_end]
+        sums.slow[urow] = slow[run_end]
         np.add.at(sums.seen, (r, c), 1)
         if not hit.any():
             return
@@ -234,7 +260,12 @@ class LaneStep(SeriesCore):
         """The ceiling of each category for these series in this window, from its slot's baseline.
         On a holiday, from both its own chain (past holidays, then Sundays) and the ordinary day's,
         the higher of the two, and only where both have one: which of them a holiday is like is
-        what the window test judges (``either_day``), not the lane."""
+        what the window test judges (``either_day``), not the lane.
+
+        A window longer than an hour is not stepped through in a random order: its first hours can
+        look like the window before it (a 06:00-12:00 window opens at night). Its ceiling is the
+        highest over the windows of the same local day, so that any part of it that looks like one
+        of them is no evidence; only the slot's own baseline decides whether the lane runs at all."""
         st, d = m.store, self.d
         bins = sums.hist.shape[1]
         slot = m.calendar.slot(w)
@@ -242,7 +273,13 @@ class LaneStep(SeriesCore):
         ceil = np.full((len(rows), bins + 1), -np.inf)
         inval = np.zeros(len(rows))
         have = np.ones(len(rows), bool)
-        for chain in (slot.chain, slot.alternative):
+        centers = m.spec.centers() if isinstance(m.spec, NumericSpec) and m.spec.frozen else None
+        if centers is not None and len(centers) != bins:
+            centers = None
+        chains = [(slot.chain, True), (slot.alternative, True)]
+        if m.cfg.window > HOUR_MS:
+            chains += [(m.calendar.slot(o).chain, False) for o in _same_day(m, w)]
+        for chain, own in chains:
             if not chain:
                 continue
             col, _pos = st.pick(rows, chain, True, d.min_baseline_windows, d.min_holiday_windows)
@@ -256,7 +293,11 @@ class LaneStep(SeriesCore):
                 excess = np.maximum(s[:, SeriesStore.DISP], 1.0) - 1.0
                 var = p * (1.0 - p) * ((excess + 1.0 / k_eff) / n_w)[:, None]
                 up = p * (1.0 + slack) + Z * np.sqrt(var) + (3.0 / (k_eff * n_w))[:, None]
+                if centers is not None:
+                    up = _moved(up, centers, Z * np.sqrt(np.maximum(s[:, SeriesStore.SPREAD], 0.0)))
                 ceil[ok, :bins] = np.maximum(ceil[ok, :bins], np.log(np.minimum(up, 1.0)))
+            if not own:
+                continue
             have &= ok
             col, _pos = st.pick(rows, chain, False, 1)
             ok = col >= 0
@@ -290,7 +331,7 @@ class LaneStep(SeriesCore):
         status, reason, starts, fp = due
         shown = self._evidence(m, sid, "prediction", found, m.calendar.slot(w), window, fp, [])
         report = WindowReport(m.cfg.name, w, at, [Note(self.series_key[sid], "prediction", status, reason, starts, shown)],
-                              early=reach)
+                              early=reach, versions=dict(m.versions.get(w, {})))
         out.reports.append(report)
 
     def _lane_found(self, m: ModelState, sid: int, w: int, sums: WindowSums, row: int, value: float,
@@ -340,7 +381,7 @@ class LaneStep(SeriesCore):
             if m.spec is None or not m.spec.frozen or m.pending:
                 continue  # nothing to count them with yet (its bins are still being learned)
             times = np.array(tss, dtype=np.int64)
-            starts = times - times % m.cfg.window
+            starts = m.grid.starts(times)
             keep = ~m.windows.late_mask(starts)
             if not keep.any():
                 continue
@@ -390,3 +431,35 @@ class LaneStep(SeriesCore):
 def _empty_baseline(key: tuple[object, ...], bins: int) -> Baseline:
     """What an alert on a series without history shows as its baseline: nothing yet."""
     return Baseline(key, 0, False, np.zeros(bins, np.float32), 1.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _same_day(m: ModelState, w: int) -> list[int]:
+    """The other windows of window ``w``'s local day (its neighbours, for the lane's ceiling)."""
+    day = m.calendar.slot(w).local_start.date()
+    out: list[int] = []
+    prev = w
+    while len(out) < 96:
+        prev = m.grid.start(prev - 1)
+        if m.calendar.slot(prev).local_start.date() != day:
+            break
+        out.append(prev)
+    nxt = m.grid.end(w)
+    while len(out) < 96 and m.calendar.slot(nxt).local_start.date() == day:
+        out.append(nxt)
+        nxt = m.grid.end(nxt)
+    return out
+
+
+def _moved(up: npt.NDArray[np.float64], centers: npt.NDArray[np.float64], reach: npt.NDArray[np.float64]
+           ) -> npt.NDArray[np.float64]:
+    """Numbers are ordered: a window of a slot whose location moves from week to week by about
+    ``reach / Z`` (the spread of its window means) may hold its mass anywhere that far from where
+    the baseline's was, and the next bin is always in reach. Each bin's ceiling is the highest of
+    the bins within ``reach`` of it, so a forecast that is the same for every event of an hour (one
+    bin, a different one each week) is no evidence of a break; predictions that froze far away, or
+    moved beyond the slot's own variation, still climb at once."""
+    dist = np.abs(centers[:, None] - centers[None, :])  # (bins, bins)
+    near = dist[None, :, :] <= reach[:, None, None]
+    idx = np.arange(len(centers))
+    near |= (np.abs(idx[:, None] - idx[None, :]) <= 1)[None, :, :]
+    return np.where(near, up[:, None, :], 0.0).max(axis=2)

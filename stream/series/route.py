@@ -103,7 +103,7 @@ class RouteStep(SeriesCore):
         if plan is not None:
             return self._commit(m, plan)
         ts = np.array([e.ts for e in evs], dtype=np.int64)
-        ws = ts - ts % m.cfg.window
+        ws = m.grid.starts(ts)
         # A late event is dead-lettered at ingest: it must not create a series on its way there
         # (one that never received an event would never expire).
         return self._route_each(m, evs, where, keys, ws, m.windows.late_mask(ws), self._limit(ts, now_ms), now_ms, out)
@@ -125,7 +125,7 @@ class RouteStep(SeriesCore):
         segment = np.fromiter(map(number.__getitem__, keys), np.int64, len(keys))
         cols = Columns(m.cfg.name, np.asarray(where, dtype=np.int64), np.array([e.ts for e in evs], dtype=np.int64),
                        prediction, types == {str}, [e.features for e in evs], segment, [e.event_id for e in evs],
-                       [e.model_version for e in evs] if m.shadow is not None else None)
+                       [e.model_version for e in evs] if any(e.model_version is not None for e in evs) else None)
         sids = np.fromiter((m.by_values.get(k, -1) for k in first), np.int64, len(first))
 
         def describe(u: int) -> tuple[dict[str, str], str]:
@@ -203,7 +203,7 @@ class RouteStep(SeriesCore):
             pred = np.asarray(c.prediction, dtype=np.float64)
             if ((pred < rng[0]) | (pred > rng[1])).any():
                 return None
-        ws = c.ts - c.ts % m.cfg.window
+        ws = m.grid.starts(c.ts)
         by_window = self._by_window(ws, c.ids)
         if not self._fresh(m, by_window):
             return None
@@ -225,9 +225,7 @@ class RouteStep(SeriesCore):
             if plan.keys is not None:
                 m.by_values[plan.keys[u]] = int(plan.sids[u])
         self._note_seen(m, plan.by_window)
-        versions: list[str | None] | None = None
-        if m.shadow is not None:
-            versions = c.versions if c.versions is not None else [None] * len(c.ids)
+        versions = c.versions  # None: no event sent a model_version
         values: Any = c.prediction
         if c.labels and not isinstance(values, list):  # the compiled decoder's label numbers, as text
             values = list(map(self.typed.native[c.model].labels().__getitem__, values.tolist()))
@@ -286,7 +284,7 @@ class RouteStep(SeriesCore):
         ts = np.array([evs[i].ts for i in kept], dtype=np.int64)
         return Routed(np.array(sids, dtype=np.int64), ts, vals, np.asarray(where, dtype=np.int64)[idx],
                        [evs[i].features for i in idx], late[idx],
-                       [evs[i].model_version for i in idx] if m.shadow is not None else None)
+                       _versions([evs[i].model_version for i in idx]))
 
     @staticmethod
     def _segment(m: ModelState, key: Any, segment: Any) -> dict[str, str]:
@@ -344,3 +342,7 @@ class RouteStep(SeriesCore):
         self.metrics.series.labels(m.cfg.name).set(len(m.sids))
         return sid
 
+
+def _versions(versions: list[str | None]) -> list[str | None] | None:
+    """Each event's model_version, or None when none has one."""
+    return versions if any(v is not None for v in versions) else None

@@ -17,9 +17,9 @@ from ..calendar import Slot
 from ..contract import Alert, BaselineInfo, History, ScorePoint, Summary
 from ..decide import AlertState, step
 from ..dedupe import Sent, notify_reason
-from ..shadow import Comparison
+from ..shadow import Comparison, ShadowTracker
 from ..sketch import histogram_summary
-from ..verdict import WindowReport
+from ..verdict import MIN_SHARE, WindowReport
 from ..window import WindowSums
 from .tables import ModelState, SeriesCore, fingerprint
 
@@ -27,19 +27,42 @@ from .tables import ModelState, SeriesCore, fingerprint
 class ShadowStep(SeriesCore):
     """Challengers compared in a closed window."""
 
-    def _shadow_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int, alpha: float,
+    def _canary_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int, alpha: float,
                       report: WindowReport) -> None:
-        """Compare each challenger with the champion in the closed window: its alerts, and per version
-        whether any series breached (the model stage counts those windows and gives the verdict)."""
-        shadow, d = m.shadow, self.d
+        """A release's canary against the incumbent in the closed window: its alerts (the model
+        stage rolls the release back on one). Then the incumbent for the next windows: the version
+        that served first, until it no longer serves."""
+        canary = m.canary
+        assert canary is not None
+        if m.incumbent is not None and canary.open.get(ws):
+            canary.champion = m.incumbent
+            self._shadow_close(m, ws, sums, slot, end, alpha, report, canary)
+        canary.open.pop(ws, None)
+        total = sum(report.versions.values())
+        if total and report.versions.get(m.incumbent or "", 0) < MIN_SHARE * total:
+            m.incumbent = max(report.versions, key=lambda v: (report.versions[v], v))
+
+    def _shadow_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int, alpha: float,
+                      report: WindowReport, tracker: ShadowTracker | None = None) -> None:
+        """Compare each challenger (or the canary in ``tracker``) with the champion in the closed
+        window: its alerts, and per version whether any series breached (the model stage counts
+        those windows and gives the verdict)."""
+        shadow, d = tracker or m.shadow, self.d
         assert shadow is not None
+        canary = tracker is not None
         champion_of: dict[int, npt.NDArray[np.int64]] = {}
         if sums is not None:
+            width = sums.hist.shape[1]
+            others: dict[int, npt.NDArray[np.int64]] = {}
+            if canary:  # the series counted every version: the incumbent's is what the others leave
+                for (sid, _version), counts in shadow.open.get(ws, {}).items():
+                    o = others.setdefault(sid, np.zeros(width, np.int64))
+                    o[: min(width, len(counts))] += counts[:width]
             for sid, _version in shadow.open.get(ws, {}):
                 r = m.store.rows.get(sid)
                 if r is not None and r < len(sums.count):
-                    champion_of[sid] = sums.hist[r]
-        compared = report.shadow_compared
+                    champion_of[sid] = sums.hist[r] - others[sid] if sid in others else sums.hist[r]
+        compared = report.shadow_compared if not canary else {}
         for c in shadow.close(ws, champion_of, alpha):
             if c.breach is None:
                 continue
@@ -64,21 +87,23 @@ class ShadowStep(SeriesCore):
             if reason is None:
                 continue
             self.sent[fp] = Sent(status, end)  # type: ignore[arg-type]
-            alert = self._shadow_alert(m, c, status, starts, reason, fp, slot, ws, end)
+            alert = self._shadow_alert(m, c, status, starts, reason, fp, slot, ws, end, shadow, canary)
             report.shadow_alerts.append(alert)
 
     def _shadow_alert(self, m: ModelState, c: Comparison, status: str, starts: int, reason: str, fp: str,
-                      slot: Slot, ws: int, end: int) -> Alert:
-        assert m.spec is not None and m.cfg.shadow is not None
-        champion = m.cfg.shadow.champion
+                      slot: Slot, ws: int, end: int, tracker: ShadowTracker, canary: bool) -> Alert:
+        assert m.spec is not None
+        champion = tracker.champion
         current = Summary(**histogram_summary(c.challenger, m.spec))  # type: ignore[arg-type]
         baseline = Summary(windows=1, **histogram_summary(c.champion, m.spec))  # type: ignore[arg-type]
-        ring = m.shadow.recent.get((c.sid, c.version), ()) if m.shadow is not None else ()
+        ring = tracker.recent.get((c.sid, c.version), ())
         history = History(recent=[ScorePoint(window_start=w, count=n, score=sc, threshold=th) for w, n, sc, th in ring],
                           same_slot=[])
         where = self.series_key[c.sid] or "all traffic"
         verb = "predicts differently from" if status == "firing" else "agrees again with"
-        summary = (f"{m.cfg.name} [{where}]: challenger {c.version} {verb} champion {champion} "
+        who, whom = (f"release {c.version}", f"{champion}, the version serving before it") if canary \
+            else (f"challenger {c.version}", f"champion {champion}")
+        summary = (f"{m.cfg.name} [{where}]: {who} {verb} {whom} "
                    f"(js_divergence {c.score:.4f}, threshold {c.threshold:.4f}) on the same traffic")
         return Alert(
             alert_id="a-" + hashlib.sha256(f"{fp}|{starts}".encode()).hexdigest()[:16],
@@ -91,4 +116,3 @@ class ShadowStep(SeriesCore):
                                        confidence="high"),
             history=history, notify_reason=reason, summary=summary,  # type: ignore[arg-type]
         )
-

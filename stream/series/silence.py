@@ -64,7 +64,7 @@ class SilenceStep(SeriesCore):
             sids = np.asarray(m.sids, dtype=np.int64)
             self._room(int(sids.max()) + 1)
             heard = self._heard[sids]
-            ws = now_ms - now_ms % m.cfg.window
+            ws = m.grid.start(now_ms)
             if first:  # restored: series active lately count from now
                 recent = np.asarray([self.last_active[s] >= ws - 2 * m.cfg.window for s in sids.tolist()])
                 self._heard[sids[np.isnan(heard) & recent]] = now
@@ -86,7 +86,7 @@ class SilenceStep(SeriesCore):
             return
         s = st.scal[rows[ok], col[ok]].astype(np.float64)
         low = np.expm1(s[:, SeriesStore.LOG_C] - 3.0 * np.sqrt(np.maximum(s[:, SeriesStore.LOG_S], 0.0)))
-        alpha = self._alpha(m, len(m.sids))
+        alpha = self._alpha(m, len(m.sids), "silence")
         with np.errstate(divide="ignore"):
             limit = np.maximum(FLOOR, math.log(1.0 / alpha) * (m.cfg.window / 1000.0) / np.where(low > 1.0, low, np.nan))
         silent = (low > 1.0) & (quiet[ok] > np.nan_to_num(limit, nan=np.inf))

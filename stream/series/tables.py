@@ -20,13 +20,15 @@ import numpy.typing as npt
 
 from ..baseline import Baseline, Window
 from ..calendar import Calendar, Slot
-from ..config import Config, Defaults, ResolvedModel
-from ..contract import Alert, Command
+from ..config import Config, Defaults, ResolvedModel, ShadowConfig
+from ..contract import Alert, Command, Operation
 from ..decide import AlertState
 from ..decode import DeadLetter, Record
 from ..dedupe import Sent
 from ..detect import Verdict
+from ..evaluate import Alphas
 from ..features import FeatureSketch
+from ..grid import Grid
 from ..group import Note
 from ..metrics import Metrics
 from ..shadow import ShadowTracker
@@ -45,6 +47,15 @@ Pending = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.flo
 LaneEvents = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
                    npt.NDArray[np.int64]]
 SIGNALS = ("prediction", "volume")
+#: The false-alarm budget is split by what is watched, then among the tests that watch it. Each
+#: signal (the prediction, the volume, each feature, a declared challenger) gets an equal share:
+#: tests of the same signal fire on the same drifts, so splitting evenly over tests would pay twice
+#: for the same evidence and leave the signal that one test watches alone (a model's volume) with
+#: the least. Within the prediction's share, its window test takes half and Page-Hinkley and the
+#: fast lane a quarter each (the window test three quarters without the lane); within the
+#: volume's, its window test three quarters and the silence test the rest.
+SHARES = {"prediction": 0.5, "page_hinkley": 0.25, "lane": 0.25, "volume": 0.75, "silence": 0.25,
+          "feature": 1.0, "shadow": 1.0}
 CLEAN_FRACTION = 0.5
 
 
@@ -56,6 +67,7 @@ class Output:
     reports: list[WindowReport] = field(default_factory=list)  # for the model stage (not published)
     proposals: list[Proposal] = field(default_factory=list)  # for the model stage (not published)
     params: list[Params] = field(default_factory=list)  # decided by the model stage, for every series task
+    accepts: list[Operation] = field(default_factory=list)  # operators' accepts, for every series task
 
     def extend(self, other: Output) -> None:
         self.alerts += other.alerts
@@ -64,6 +76,7 @@ class Output:
         self.reports += other.reports
         self.proposals += other.proposals
         self.params += other.params
+        self.accepts += other.accepts
 
 
 @dataclass
@@ -95,15 +108,20 @@ class ModelState:
 
     def __init__(self, cfg: ResolvedModel, baseline_windows: int):
         self.cfg = cfg
-        # weekly: 168 hours of the week, 48 weekday/weekend hours, and room for three holidays
-        self.store = SeriesStore(baseline_windows, slots=288 if cfg.calendar == "weekly" else 8)
+        # weekly: the slots of a week (168 for 1 h windows), of a weekday and a weekend day (48),
+        # and room for three holidays' (72)
+        per_day = max(1, 86_400_000 // cfg.window)
+        self.store = SeriesStore(baseline_windows, slots=12 * per_day if cfg.calendar == "weekly" else 8)
         self.calendar = Calendar(
             cfg.timezone,
             cfg.holidays,
             {date.fromisoformat(k): v for k, v in cfg.holiday_dates.items()},
             weekly=cfg.calendar == "weekly",
+            window=cfg.window,
+            bridge_days=cfg.bridge_days,
         )
-        self.windows = OpenWindows(cfg.window)
+        self.grid = Grid(cfg.window, cfg.timezone)  # window boundaries in local time (``grid.py``)
+        self.windows = OpenWindows(self.grid)
         self.spec: Spec | None = None
         self.sids: list[int] = []
         self.by_segment: dict[str, int] = {}
@@ -112,6 +130,8 @@ class ModelState:
         self.pending: list[Pending] = []
         self.features = FeatureSketch(cfg.features) if cfg.features else None
         self.seen: dict[int, set[str]] = {}  # event ids per open window
+        # per open window: events per model_version (which versions serve, in what share: model/release.py)
+        self.versions: dict[int, dict[str, int]] = {}
         self.learn_until: int | None = None  # event time that ends the learning of bin edges
         self.lane_queue: list[LaneEvents] = []  # counted, not yet stepped by the fast lane (``lane.py``)
         self.last_ts: int | None = None  # the latest event time counted (a refused event without one is counted then)
@@ -130,6 +150,14 @@ class ModelState:
         self.native_table: Any = None  # the native decoder's segment table those numbers refer to
         sc = cfg.shadow
         self.shadow = ShadowTracker(sc.champion, sc.min_events, sc.min_divergence) if sc is not None else None
+        # Without a declared shadow: a release's canary. Events of a version other than the one that
+        # served first (``incumbent``, until it stops serving) are also counted apart, and compared
+        # with the incumbent's in the same window and series (series/shadow.py): a release that
+        # predicts differently from the version before it is rolled back before its share is large
+        # enough to move the series' own tests.
+        self.incumbent: str | None = None
+        self.canary = ShadowTracker("", ShadowConfig.model_fields["min_events"].default,
+                                    ShadowConfig.model_fields["min_divergence"].default) if sc is None else None
 
 
 
@@ -170,13 +198,21 @@ class SeriesCore:
     _prefix: npt.NDArray[np.int64] | None  # per place in this batch: the latest event time up to it
     _parts: int | npt.NDArray[np.int64]
 
-    def _alpha(self, m: ModelState, series: int) -> float:
+    def _alpha(self, m: ModelState, series: int, test: str = "prediction") -> float:
         """The false-alarm probability one test of one series may spend per window: the model's
-        budget (this task's share of it) over the windows in four weeks, its series, and its tests
-        (the window test of each signal and feature, and the fast lane's)."""
-        tests = len(SIGNALS) + len(m.cfg.features) + (1 if self.d.fast_lane else 0)
-        budget = self.d.false_alarms_per_4_weeks * self.budget_share
-        return budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(series, 1) * tests)
+        budget (this task's share of it) over the windows in four weeks, its series, its signals,
+        and the test's share of its signal (``SHARES``). A feature's test is ``"feature"``."""
+        signals = len(SIGNALS) + len(m.cfg.features) + (1 if m.cfg.shadow is not None else 0)
+        share = SHARES[test]
+        if test == "prediction" and not self.d.fast_lane:
+            share += SHARES["lane"]
+        budget = self.d.false_alarms_per_4_weeks * self.budget_share * share
+        return budget / ((FOUR_WEEKS_MS / m.cfg.window) * max(series, 1) * signals)
+
+    def _alphas(self, m: ModelState, series: int) -> Alphas:
+        """The window tests' shares, per signal."""
+        return Alphas(self._alpha(m, series, "prediction"), self._alpha(m, series, "volume"),
+                      self._alpha(m, series, "feature"))
 
     def _dead(self, out: Output, dl: DeadLetter) -> None:
         raise NotImplementedError
@@ -211,11 +247,15 @@ class SeriesCore:
     def _flush_pending(self, m: ModelState) -> None:
         raise NotImplementedError
 
-    def _evaluate(self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: float,
+    def _evaluate(self, m: ModelState, sums: WindowSums | None, ws: int, slot: Slot, end: int, alpha: Alphas,
                   sids: list[int]) -> list[Note]:
         raise NotImplementedError
 
     def _propose(self, m: ModelState, out: Output) -> None:
+        raise NotImplementedError
+
+    def _canary_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int, alpha: float,
+                      report: WindowReport) -> None:
         raise NotImplementedError
 
     def _shadow_close(self, m: ModelState, ws: int, sums: WindowSums | None, slot: Slot, end: int,

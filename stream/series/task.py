@@ -16,6 +16,7 @@ from ..decode import DeadLetter, Record, decode_batch
 from ..metrics import Metrics
 from ..typed import TypedDecoder
 from ..window import Watermark
+from .accept import AcceptStep
 from .close import CloseStep
 from .ingest import IngestStep
 from .judge import JudgeStep
@@ -28,7 +29,7 @@ from .tables import ModelState, Output, Stats
 _PARTITION = itemgetter(3)  # Record.partition
 
 
-class SeriesTask(RouteStep, IngestStep, CloseStep, JudgeStep, ShadowStep, LaneStep, SilenceStep):
+class SeriesTask(RouteStep, IngestStep, CloseStep, JudgeStep, ShadowStep, LaneStep, SilenceStep, AcceptStep):
     """Decode, route, window, sketch and judge one partition's records (its series' whole state)."""
 
     def __init__(
@@ -59,6 +60,7 @@ class SeriesTask(RouteStep, IngestStep, CloseStep, JudgeStep, ShadowStep, LaneSt
         self.last_active = []
         self.alert_states = {}
         self.sent = {}
+        self.accepted = []
         self.stats = Stats()
         self.typed = TypedDecoder(native=self.d.native_decoder)
         self._batch = []  # the batch being processed (records of dead letters come from it)

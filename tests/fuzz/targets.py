@@ -229,7 +229,7 @@ def subscriber(data: bytes) -> None:
     open_book = BreakerBook(clock=lambda: END / 1000)
     for value in data.split(b"\n"):
         outcome, cmd = book.receive(value, {"fraud"} if len(value) % 2 else None)
-        assert outcome in ("applied", "duplicate", "expired", "rejected", "invalid", "other model")
+        assert outcome in ("applied", "duplicate", "stale", "expired", "rejected", "invalid", "other model")
         if outcome == "applied":
             assert cmd is not None and verify(cmd, key), "applied a command that its signature does not vouch for"
         open_book.receive(value)
