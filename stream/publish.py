@@ -57,7 +57,24 @@ def ensure_topics(cfg: KafkaConfig, partitions: int = 1, timeout: float = 30.0) 
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _await_leaders(admin, created, timeout)
     return created
+
+
+def _await_leaders(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    """Until every partition of the topics just created has a leader (or ``timeout``): a topic is
+    created before its leader is elected, and a read of it at once is refused ("Not leader for
+    partition")."""
+    deadline = time.monotonic() + timeout
+    waiting = set(topics)
+    while waiting and time.monotonic() < deadline:
+        md = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        waiting = {t for t in waiting if t not in md.topics or md.topics[t].error is not None
+                   or not md.topics[t].partitions or any(p.leader < 0 for p in md.topics[t].partitions.values())}
+        if waiting:
+            time.sleep(0.1)
+    if waiting:
+        log.warning("topics without a leader %.0f s after they were created: %s", timeout, sorted(waiting))
 
 
 def alert_bytes(alert: Alert) -> bytes:

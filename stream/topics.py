@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger("driftline.topics")
@@ -58,6 +58,32 @@ def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, byte
     return n
 
 
+#: What a partition answers while its leader is being elected (a topic created a moment ago, a
+#: broker restarting): worth asking again, not a reason to give up on the read.
+SETTLING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                      KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
+
+
+def _offsets(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """A partition's low and high watermarks, asked again while it is still settling (seen: a state
+    topic read 70 ms after the service created it, "Not leader for partition", and the service
+    exited at its first start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got = consumer.get_watermark_offsets(tp, timeout=max(0.5, deadline - time.monotonic()))
+            if got is not None:
+                return int(got[0]), int(got[1])
+            if time.monotonic() >= deadline:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{tp.topic}[{tp.partition}]: no watermark offsets"))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is None or err.code() not in SETTLING or time.monotonic() >= deadline:
+                raise
+            log.info("%s[%d] is settling (%s): asking again", tp.topic, tp.partition, err.str())
+            time.sleep(0.2)
+
+
 class TopicIncomplete(RuntimeError):
     """A topic could not be read to the end offsets it had when the read began."""
 
@@ -87,7 +113,7 @@ def read_topic(
         parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
         ends = {}
         for tp in parts:
-            low, high = consumer.get_watermark_offsets(tp, timeout=meta)
+            low, high = _offsets(consumer, tp, meta)
             if high > low:
                 ends[tp.partition] = high
         if not ends:

@@ -88,7 +88,7 @@ def free_port() -> int:
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "service exited before it was ready"
+        assert proc.poll() is None, "service exited before it was ready:\n" + log_tail(proc)
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:

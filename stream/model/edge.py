@@ -239,7 +239,12 @@ class ModelSide:
         return True
 
     def close(self) -> None:
-        self.consumer.close()
+        """Leave the group. A close that fails (its revoke asking for offsets of a handle being
+        destroyed) is logged, not raised: on the way out after an error it would hide that error."""
+        try:
+            self.consumer.close()
+        except Exception as exc:  # noqa: BLE001 - whatever librdkafka raises here (seen: a bare KafkaError)
+            log.warning("verdicts consumer: close failed (%s)", exc)
 
     # ----------------------------------------------------------------- assignment
     def _state_key(self) -> bytes:
