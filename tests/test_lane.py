@@ -17,7 +17,7 @@ import pytest
 from stream.config import Config, Defaults, ModelConfig
 from stream.decode import Record
 from stream.engine import Engine, Output
-from stream.series.lane import lane_values
+from stream.series.eprocess import lane_values
 from stream.simulate import HOUR_MS, Drift, Scenario, simulate
 
 END = 1795111200000  # 2026-11-19 18:00 UTC, a Thursday (not Thanksgiving: no holiday in the way)
@@ -140,7 +140,8 @@ def test_a_declared_range_makes_predictions_outside_it_invalid(healthy: list[dic
 
 def test_the_lane_steps_as_its_one_event_at_a_time_reference() -> None:
     """The vectorised lane against the reference: one series, stepped in chunks of every size."""
-    from stream.series.lane import SLOW, LaneStep
+    from stream.series.eprocess import SLOW
+    from stream.series.lane import LaneStep
     from stream.window import WindowSums
 
     rng = np.random.default_rng(5)
@@ -203,7 +204,7 @@ def test_a_moderate_shift_is_found_by_the_long_memory_statistic() -> None:
     long memory climbs past the threshold."""
     from scipy import stats
 
-    from stream.series.lane import SLOW
+    from stream.series.eprocess import SLOW
 
     edges = np.linspace(0, 1, 21)
     p = np.diff(stats.beta(2, 5).cdf(edges))
