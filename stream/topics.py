@@ -84,6 +84,34 @@ def _offsets(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[in
             time.sleep(0.2)
 
 
+#: What a group's offset fetch answers while the coordinator cannot say yet: it is loading the
+#: group (a broker restart), or a dead producer's transaction still holds offsets of these partitions
+#: (the fetch asks for stable offsets; the transaction is aborted once ``transaction.timeout.ms``,
+#: 60 s by default, is over, plus the broker's cleanup interval).
+UNSETTLED_OFFSETS = frozenset({KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT,
+                               KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                               KafkaError.NOT_COORDINATOR})
+
+
+def committed_offsets(consumer: Consumer, tps: list[TopicPartition], patience: float = 180.0) -> list[TopicPartition]:
+    """The group's committed offsets of ``tps``, asked again until ``patience`` seconds are over.
+
+    One call of ``Consumer.committed`` gives up after its timeout; seen in CI: a service started
+    right after its predecessor was killed with -9 asked for 60 s while the predecessor's open
+    transaction held the offsets, and exited."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return list(consumer.committed(tps, timeout=max(1.0, min(60.0, deadline - time.monotonic()))))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if err is None or err.code() not in UNSETTLED_OFFSETS or time.monotonic() >= deadline:
+                raise
+            log.warning("committed offsets of %s not known yet (%s): asking again",
+                        sorted({tp.topic for tp in tps}), err.str())
+            time.sleep(0.5)
+
+
 class TopicIncomplete(RuntimeError):
     """A topic could not be read to the end offsets it had when the read began."""
 

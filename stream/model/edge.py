@@ -24,7 +24,7 @@ from ..contract import Operation
 from ..framing import compress, decompress, from_chunks, to_chunks
 from ..metrics import Metrics
 from ..series.tables import Output
-from ..topics import read_topic
+from ..topics import committed_offsets, read_topic
 from ..verdict import Mark, Proposal, decode
 from .frontier import Frontier
 from .state import dumps, loads
@@ -275,7 +275,7 @@ class ModelSide:
         self._unseeked = False  # a new assignment starts at the committed offset
         self._start(blob)
         committed = {tp.topic: tp.offset for tp in
-                     consumer.committed([TopicPartition(self.topic, 0), TopicPartition(self.operator_topic, 0)], timeout=60)
+                     committed_offsets(consumer, [TopicPartition(self.topic, 0), TopicPartition(self.operator_topic, 0)])
                      if tp.offset >= 0}
         self.offset = committed.get(self.topic, OFFSET_BEGINNING)
         self.op_offset = committed.get(self.operator_topic, OFFSET_BEGINNING)

@@ -29,7 +29,7 @@ from ..framing import StateError, compress, decompress, from_chunks, to_chunks
 from ..guard import EngineFailure, engine_error, isolate, summary
 from ..metrics import Metrics
 from ..state import from_records, records
-from ..topics import TopicIncomplete, read_topic
+from ..topics import TopicIncomplete, committed_offsets, read_topic
 from ..verdict import Mark, Params, encode
 from .tables import Output
 from .task import SeriesTask
@@ -380,7 +380,7 @@ class SeriesSide:
         offsets = {p: OFFSET_BEGINNING for p in partitions}  # no committed offset: the earliest, as auto.offset.reset
         if self.consumer is not None:
             tps = [TopicPartition(self.config.kafka.input_topic, p) for p in partitions]
-            for tp in self.consumer.consumer.committed(tps, timeout=60):
+            for tp in committed_offsets(self.consumer.consumer, tps):
                 if tp.offset >= 0:
                     offsets[tp.partition] = tp.offset
         for p in partitions:
