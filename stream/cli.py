@@ -179,7 +179,15 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)  # also reads DRIFTLINE_COMMANDS__SIGNING_KEY
     topic = args.topic or cfg.kafka.control_topic
-    sub = ControlSubscriber(_bootstrap_or_local(args), {args.model}, show, topic=topic, signing_key=cfg.commands.key())
+    clock = time.time
+    if args.at:
+        try:
+            at = _time_ms(args.at) / 1000
+        except ValueError as exc:
+            raise SystemExit(f"subscribe: --at {args.at!r}: {exc}") from None
+        clock = lambda: at  # noqa: E731
+    sub = ControlSubscriber(_bootstrap_or_local(args), {args.model}, show, topic=topic, signing_key=cfg.commands.key(),
+                            clock=clock)
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:
         while deadline is None or time.monotonic() < deadline:
@@ -345,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config")
     s.add_argument("--topic")
     s.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    s.add_argument("--at", help="judge the commands' expiry as of this time, not now (RFC 3339, epoch ms, or an "
+                                "age like 2d): what a server saw then, from an old control topic")
     s.set_defaults(func=cmd_subscribe)
 
     for action, text in (("accept", "accept the drift a model alerts on as its new normal (rebase, restore)"),
