@@ -115,7 +115,7 @@ def _cached(fn: object, *cols: npt.NDArray[np.float64]) -> npt.NDArray[np.float6
     return vals[inverse.reshape(-1)]
 
 
-def _t_two_sided(alpha: float, df: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def t_two_sided(alpha: float, df: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Two-sided Student t critical values (normal beyond 1000 degrees of freedom)."""
     out = np.full(len(df), _NORMAL.inv_cdf(1.0 - alpha / 2.0))
     small = df <= 1000
@@ -124,11 +124,41 @@ def _t_two_sided(alpha: float, df: npt.NDArray[np.float64]) -> npt.NDArray[np.fl
     return out
 
 
+def design_effects(
+    n: npt.ArrayLike, spread: npt.ArrayLike, sampling: npt.ArrayLike, within: npt.ArrayLike, windows: npt.ArrayLike,
+) -> npt.NDArray[np.float64]:
+    """How many times sampling noise a window's histogram varies by when its events are not
+    independent draws: ``1 + (n - 1) ICC``, the intra-window correlation ``ICC`` from the slot's
+    moments (the spread of its window means beyond what their sampling explains, against the
+    spread within a window). A demand forecast that predicts the same number for every event of
+    an hour is one draw per window, not ``n``: ``n`` times the noise a multinomial allows, which
+    the histogram's learned dispersion cannot see when the values fall in one bin week after
+    week. The excess spread is taken at a lower bound (two standard errors of the estimate below
+    it), so independent predictions keep a design effect of 1 and their full power.
+
+    ``spread`` is the (population) variance of ``windows`` window means, ``sampling`` their mean
+    within-window variance over count, ``within`` their mean within-window variance; ``n`` the
+    current window's events.
+
+    >>> design_effects([200], [0.04], [0.0], [0.0], [8]).tolist()  # one value per window: one draw
+    [200.0]
+    >>> design_effects([200], [0.0002], [0.0002], [0.04], [8]).tolist()  # independent draws
+    [1.0]
+    """
+    n_, sp, sa, wi, k = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (n, spread, sampling, within, windows))
+    k = np.maximum(k, 2.0)
+    tau2 = np.maximum(sp * k / (k - 1) - sa * (1.0 + 2.0 * np.sqrt(2.0 / (k - 1))), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        icc = np.where(tau2 > 0, tau2 / (tau2 + np.maximum(wi, 0.0)), 0.0)
+    return 1.0 + np.maximum(n_ - 1.0, 0.0) * icc
+
+
 def distribution_tests(
     current: npt.ArrayLike, mean: npt.ArrayLike, windows: npt.ArrayLike, dispersion: npt.ArrayLike,
-    ratios: npt.ArrayLike, alpha: float,
+    ratios: npt.ArrayLike, alpha: float, design: npt.ArrayLike | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Scores and thresholds of many windows (rows) at once; see ``distribution_test``."""
+    """Scores and thresholds of many windows (rows) at once; see ``distribution_test``. ``design``:
+    each window's design effect (``design_effects``), a floor under its dispersion."""
     cur = np.atleast_2d(np.asarray(current, dtype=np.float64))
     k = np.asarray(windows, dtype=np.float64).reshape(-1)
     pooled = np.atleast_2d(np.asarray(mean, dtype=np.float64)) * k[:, None]
@@ -142,6 +172,11 @@ def distribution_tests(
     df = np.maximum(((pooled + cur) > 0).sum(axis=1) - 1, 1).astype(np.float64)
     r = np.asarray(ratios, dtype=np.float64).reshape(-1)[ok]
     phi = np.where(r > 0, np.maximum(1.0, np.asarray(dispersion, dtype=np.float64).reshape(-1)[ok]), 1.0)
+    if design is not None:
+        # Known from the moments, not estimated from the windows' divergences: no F widening for it.
+        deff = np.broadcast_to(np.asarray(design, dtype=np.float64).reshape(-1), ok.shape)[ok]
+        r = np.where(deff > phi, np.inf, r)
+        phi = np.maximum(phi, deff)
     score[ok] = js_rows(cur / n[:, None], pooled / m[:, None])
     # Sampling noise (dispersion 1) is known; only the excess over it is estimated from the
     # windows, so the denominator degrees of freedom grow as the excess shrinks (Satterthwaite).
@@ -188,7 +223,7 @@ def mean_shift_tests(
         var_d = known + estimated
         z = np.where(var_d > 0, (mean_cur - c) / np.sqrt(var_d), 0.0)
         df = np.where(estimated > 0, var_d**2 / (estimated**2 / np.maximum(k - 1, 1)), np.inf)
-    crit = np.where(var_d > 0, _t_two_sided(alpha, df), np.inf)
+    crit = np.where(var_d > 0, t_two_sided(alpha, df), np.inf)
     return np.abs(z), crit, z
 
 
@@ -235,7 +270,7 @@ def volume_tests(
     with np.errstate(divide="ignore", invalid="ignore"):
         df = np.where(estimated > 0, (known + estimated) ** 2 / (estimated**2 / np.maximum(k - 1, 1)), np.inf)
     residual = np.log1p(cnt) - lc
-    return np.abs(residual), _t_two_sided(alpha, df) * scale, residual / scale
+    return np.abs(residual), t_two_sided(alpha, df) * scale, residual / scale
 
 
 def volume_test(count: float, log_center: float, log_spread: float, inv_count: float, windows: int, alpha: float) -> Verdict:

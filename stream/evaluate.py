@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from .baseline import Batch
 from .calendar import SlotKey
-from .detect import distribution_tests, mean_shift_tests, volume_tests
+from .detect import design_effects, distribution_tests, mean_shift_tests, volume_tests
 from .store import SeriesStore
 
 TESTS = ("js_divergence", "mean_shift", "log_volume", "page_hinkley")
@@ -100,8 +100,11 @@ def evaluate(
         r, c = rows[v], col[v]
         sc = s[r, c].astype(np.float64)
         windows = np.minimum(sc[:, store.N_PRED], k)
+        design = (design_effects(b.count[v], sc[:, store.SPREAD], sc[:, store.SAMPLING], sc[:, store.WITHIN], windows)
+                  if numeric else None)
         js, js_t = distribution_tests(b.hist[v][:, : store.bins], store.hist[r, c, : store.bins], windows,
-                                      sc[:, store.DISP], np.minimum(sc[:, store.DISP_N], k), alpha.prediction / 2)
+                                      sc[:, store.DISP], np.minimum(sc[:, store.DISP_N], k), alpha.prediction / 2,
+                                      design)
         p = out["prediction"]
         p.has[v], p.score[v], p.threshold[v], p.col[v], p.pos[v] = True, js, js_t, c, pos[v]
         p.test[v] = 0

@@ -80,6 +80,9 @@ class Scenario:
     challenger_differs: tuple[int, ...] | None = None
     challenger_from_ms: int = 0
     days_off: tuple[str, ...] = ()  # local dates (YYYY-MM-DD) that look like days off too (bridge days taken off)
+    # A forecast: every event of a segment's hour gets one prediction, the hour's mean plus a normal
+    # draw of this standard deviation (a demand forecast, the same number for the whole hour).
+    forecast: float | None = None
 
     def all_drifts(self) -> tuple[Drift, ...]:
         extra: tuple[Drift, ...] = ()
@@ -134,6 +137,8 @@ def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
             if n == 0:
                 continue
             pred = rng.beta(a[h], b[h], size=n)
+            if sc.forecast is not None:
+                pred = np.full(n, a[h] / (a[h] + b[h]) + rng.normal(0.0, sc.forecast))
             latent = rng.normal(0.0, 1.0, size=n)
             tier_p = np.array([0.2, 0.5, 0.3, 0.0])
             if active and d is not None:

@@ -39,6 +39,20 @@ SAFE = 1e100
 REACH = 10.0
 
 
+def bin_centers(edges: FloatArray) -> FloatArray:
+    """A position for each bin of ``edges``, in the values' units: the middle of an inner bin, and
+    half its neighbour's width beyond the last inner edge for an outer one (distances between bins:
+    a move into the next bin is a small move, not a total change).
+
+    >>> bin_centers(np.array([1.0, 2.0, 4.0])).tolist()
+    [0.5, 1.5, 3.0, 5.0]
+    """
+    if len(edges) < 2:
+        return np.arange(len(edges) + 1, dtype=np.float64)
+    mid = (edges[:-1] + edges[1:]) / 2
+    return np.concatenate(([edges[0] - (edges[1] - edges[0]) / 2], mid, [edges[-1] + (edges[-1] - edges[-2]) / 2]))
+
+
 class NumericSpec:
     """Bin edges of one model's numeric signal, learned once from its first values."""
 
@@ -125,14 +139,8 @@ class NumericSpec:
         return np.searchsorted(self.edges, values, side="right").astype(np.int64)
 
     def centers(self) -> FloatArray:
-        """A position for each bin, in the values' units: the middle of an inner bin, and half its
-        neighbour's width beyond the last inner edge for an outer one (distances between bins:
-        a move into the next bin is a small move, not a total change)."""
-        e = self.edges
-        if len(e) < 2:
-            return np.arange(len(e) + 1, dtype=np.float64)
-        mid = (e[:-1] + e[1:]) / 2
-        return np.concatenate(([e[0] - (e[1] - e[0]) / 2], mid, [e[-1] + (e[-1] - e[-2]) / 2]))
+        """A position for each bin, in the values' units (``bin_centers``)."""
+        return bin_centers(self.edges)
 
     def snapshot(self) -> dict[str, object]:
         return {"kind": self.kind, "edges": self.edges.tolist(), "frozen": self.frozen}

@@ -9,6 +9,7 @@ import pytest
 from stream.config import Config, Defaults, ModelConfig
 from stream.decode import Record
 from stream.engine import Engine, Output
+from stream.series.tables import segment_key
 from stream.simulate import HOUR_MS, WEEK_MS, Drift, Scenario, simulate
 
 END = 1795716000000  # 2026-11-26 18:00 UTC
@@ -500,6 +501,26 @@ def test_long_windows_keep_their_local_slots_through_a_dst_change(window: str) -
     assert hours == {"2h": set(range(0, 24, 2)), "6h": {0, 6, 12, 18}, "1d": {0}}[window]
     m = engine.models["fraud"]
     assert m.grid.local and m.calendar.slot(m.grid.start(end - 3 * HOUR_MS)).local_start.hour in hours
+
+
+def test_a_forecast_the_same_for_a_whole_hour_alerts_only_when_it_moves() -> None:
+    """A demand forecast: one number for every event of a segment's hour, moving a little from
+    week to week. Taken as independent draws, each hour's events are n pieces of evidence: a
+    week's small move into the next bin scored the Jensen-Shannon maximum, 1.0, against a
+    threshold of 0.07 (critical), and the fast lane fired where edges learned from a few such
+    values sat a sliver apart (89 false critical alerts in eight weeks of four segments). A move
+    far beyond how its hours vary (15 times) is found by the mean-shift test within two windows:
+    how wide a slot's threshold is depends on how many past weeks measured its spread (the first
+    window's slot scored 14.6 against 36.2, the second 22.4 against 10.4)."""
+    healthy = Scenario(weeks=8, end_ms=END, rate=20, forecast=0.01)
+    out = feed(Engine(config()), events(healthy, seed=4))
+    assert [a.summary for a in out.alerts if a.status == "firing"] == []
+    start = END - 2 * 24 * HOUR_MS
+    moved = Scenario(weeks=8, end_ms=END, rate=20, forecast=0.01, drifts=(Drift(1, start, "shift", shift_abs=0.15),))
+    firing = [a for a in feed(Engine(config()), events(moved, seed=4)).alerts if a.status == "firing"]
+    assert firing and {segment_key(a.segment) for a in firing} == {segment_key(moved.segments[1])}
+    assert start <= min(a.window_start for a in firing) <= start + HOUR_MS
+    assert {a.test for a in firing} == {"mean_shift"}
 
 
 def test_sub_hour_windows_are_compared_with_their_own_quarter_hour() -> None:

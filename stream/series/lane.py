@@ -49,6 +49,7 @@ True
 from __future__ import annotations
 
 import json
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
@@ -57,9 +58,9 @@ import orjson
 from ..baseline import Baseline, Window
 from ..contract import _to_epoch_ms
 from ..decode import DeadLetter
-from ..detect import Verdict
+from ..detect import Verdict, t_two_sided
 from ..group import Note
-from ..sketch import NumericSpec
+from ..sketch import NumericSpec, bin_centers
 from ..store import SeriesStore
 from ..verdict import WindowReport
 from ..window import WindowSums
@@ -70,6 +71,7 @@ from .tables import ModelState, Output, SeriesCore, segment_key
 #: Dead-letter reasons that are a model's broken prediction (the event's series can still be read).
 REFUSED = frozenset({"invalid_event", "prediction_type", "malformed_json"})
 Z = 4.0  # standard deviations of a category's share the ceiling allows
+TAIL = 2.0 * NormalDist().cdf(-Z)  # the two-sided tail beyond Z
 SLACK = 0.25  # relative slack per hour of window: a partial window is not the whole window's average
 INVALID_FLOOR = 0.001  # an invalid share no ceiling goes below (a stray bad event is not a break)
 HOUR_MS = 3_600_000
@@ -191,9 +193,9 @@ class LaneStep(SeriesCore):
         ceil = np.full((len(rows), bins + 1), -np.inf)
         inval = np.zeros(len(rows))
         have = np.ones(len(rows), bool)
-        centers = m.spec.centers() if isinstance(m.spec, NumericSpec) and m.spec.frozen else None
-        if centers is not None and len(centers) != bins:
-            centers = None
+        edges = m.spec.edges if isinstance(m.spec, NumericSpec) and m.spec.frozen else None
+        if edges is not None and len(edges) + 1 != bins:
+            edges = None
         chains = [(slot.chain, True), (slot.alternative, True)]
         if m.cfg.window > HOUR_MS:
             chains += [(m.calendar.slot(o).chain, False) for o in _same_day(m, w)]
@@ -211,9 +213,14 @@ class LaneStep(SeriesCore):
                 excess = np.maximum(s[:, SeriesStore.DISP], 1.0) - 1.0
                 var = p * (1.0 - p) * ((excess + 1.0 / k_eff) / n_w)[:, None]
                 up = p * (1.0 + slack) + Z * np.sqrt(var) + (3.0 / (k_eff * n_w))[:, None]
-                if centers is not None:
-                    up = _moved(up, centers, Z * np.sqrt(np.maximum(s[:, SeriesStore.SPREAD], 0.0)),
-                                np.sqrt(np.maximum(s[:, SeriesStore.WITHIN], 0.0)))
+                if edges is not None:
+                    spread = np.maximum(s[:, SeriesStore.SPREAD], 0.0)
+                    # where a new window's mean may fall, from k of them (Student's t, not Z: three
+                    # windows say little about how far the next one can be)
+                    sample = spread * k_eff / np.maximum(k_eff - 1.0, 1.0) * (1.0 + 1.0 / k_eff)
+                    ahead = t_two_sided(TAIL, np.maximum(k_eff - 1.0, 1.0)) * np.sqrt(sample)
+                    up = _moved(up, edges, Z * np.sqrt(spread), np.sqrt(np.maximum(s[:, SeriesStore.WITHIN], 0.0)),
+                                ahead)
                 ceil[ok, :bins] = np.maximum(ceil[ok, :bins], np.log(np.minimum(up, 1.0)))
             if not own:
                 continue
@@ -273,8 +280,12 @@ class LaneStep(SeriesCore):
         base = m.store.baseline(sid, slot.chain, True, self.d.min_baseline_windows, self.d.min_holiday_windows)
         if base is None and slot.alternative:
             base = m.store.baseline(sid, slot.alternative, True, self.d.min_baseline_windows, self.d.min_holiday_windows)
-        window = Window(w, count, hist if base is not None and count else None, float(sums.total[row]),
-                        float(sums.total_sq[row]), None, invalid)
+        # The window so far as its sums hold it (the events the test has stepped may be fewer: the
+        # rest of the batch is counted already, and its total with them; a mean of one over the
+        # other's count was ten times the values).
+        n_all = int(sums.count[row])
+        window = Window(w, n_all, sums.hist[row].astype(np.int64) if base is not None and n_all else None,
+                        float(sums.total[row]), float(sums.total_sq[row]), None, int(sums.invalid[row]))
         if base is None:
             base = _empty_baseline(slot.chain[0], bins)
         return (verdict, base), window
@@ -369,32 +380,45 @@ def _same_day(m: ModelState, w: int) -> list[int]:
     return out
 
 
-def _moved(up: npt.NDArray[np.float64], centers: npt.NDArray[np.float64], reach: npt.NDArray[np.float64],
-           within: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _moved(up: npt.NDArray[np.float64], edges: npt.NDArray[np.float64], reach: npt.NDArray[np.float64],
+           within: npt.NDArray[np.float64], ahead: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64]:
     """Numbers are ordered: a window of a slot whose location moves from week to week by about
     ``reach / Z`` (the spread of its window means) may hold its mass anywhere that far from where
-    the baseline's was. Each bin's ceiling is the highest of the bins within ``reach`` of it. Where
-    the slot's predictions are tighter than a bin within a window (``within``, their standard
-    deviation, under the typical gap between bins: a forecast that is the same for every event of
-    an hour, one bin, a different one each week), the next bin is always in reach too, so where an
-    edge falls is no evidence of a break. Spread predictions do not get that: for them it would
-    cost a 1 sd shift five sixths of its evidence per event (0.30 nats against 0.05 on a Beta(2, 5)
-    in 20 bins), and the live bench's +1 sd shift went unbroken for 900 s.
+    the baseline's was. Each bin's ceiling is the highest of the bins whose middles are within
+    ``reach`` of it. Where the slot's predictions are tighter than a bin within a window
+    (``within``, their standard deviation, under the typical gap between bin middles: a forecast
+    that is the same for every event of an hour, one bin, a different one each week), a value
+    moves from bin to bin by crossing edges, not middles: every bin whose nearest point is within
+    ``ahead`` (where a new window's mean may fall; ``reach`` when not given) is in reach, and the next bin always is (edges learned from a few such values can
+    be a sliver apart: 83.67 and 83.83, with a bin between them that no week's value falls in), so
+    where an edge falls is no evidence of a break. Spread predictions do not get that: for them it
+    would cost a 1 sd shift five sixths of its evidence per event (0.30 nats against 0.05 on a
+    Beta(2, 5) in 20 bins), and the live bench's +1 sd shift went unbroken for 900 s.
 
-    >>> centers = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> edges = np.array([0.5, 1.5, 2.5])  # bins: below 0.5, 0.5-1.5, 1.5-2.5, above 2.5
     >>> up = np.array([[0.1, 0.7, 0.1, 0.1]])
-    >>> _moved(up, centers, np.array([0.0]), np.array([1.5])).tolist()  # spread: as it was
+    >>> _moved(up, edges, np.array([0.0]), np.array([1.5])).tolist()  # spread: as it was
     [[0.1, 0.7, 0.1, 0.1]]
-    >>> _moved(up, centers, np.array([0.0]), np.array([0.1])).tolist()  # tight: the next bin too
+    >>> _moved(up, edges, np.array([0.0]), np.array([0.1])).tolist()  # tight: the next bin too
     [[0.7, 0.7, 0.7, 0.1]]
-    >>> _moved(up, centers, np.array([2.0]), np.array([1.5])).tolist()  # a slot that moves by 2
+    >>> _moved(up, edges, np.array([2.0]), np.array([1.5])).tolist()  # a slot that moves by 2
     [[0.7, 0.7, 0.7, 0.7]]
+    >>> sliver = np.array([0.5, 1.5, 1.52, 2.5])  # a bin 0.02 wide between the second and the fourth
+    >>> _moved(np.array([[0.1, 0.7, 0.0, 0.1, 0.1]]), sliver, np.array([0.1]), np.array([0.01])).tolist()
+    [[0.7, 0.7, 0.7, 0.7, 0.1]]
     """
+    lo = np.concatenate(([-np.inf], edges))
+    hi = np.concatenate((edges, [np.inf]))
+    centers = bin_centers(edges)
     dist = np.abs(centers[:, None] - centers[None, :])  # (bins, bins)
     near = dist[None, :, :] <= reach[:, None, None]
     gaps = np.diff(centers)
     gap = float(np.median(gaps[gaps > 0])) if (gaps > 0).any() else 0.0
+    with np.errstate(invalid="ignore"):
+        apart = np.maximum(np.maximum(lo[None, :] - hi[:, None], lo[:, None] - hi[None, :]), 0.0)  # nearest points
     idx = np.arange(len(centers))
-    adjacent = (np.abs(idx[:, None] - idx[None, :]) <= 1)[None, :, :]
-    near |= adjacent & (within < gap)[:, None, None]
+    ahead = reach if ahead is None else ahead
+    crossing = (apart[None, :, :] <= ahead[:, None, None]) | (np.abs(idx[:, None] - idx[None, :]) <= 1)[None, :, :]
+    near |= crossing & (within < gap)[:, None, None]
     return np.where(near, up[:, None, :], 0.0).max(axis=2)
+
