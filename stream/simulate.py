@@ -19,6 +19,7 @@ look like Sundays. Drifts:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -83,6 +84,13 @@ class Scenario:
     # A forecast: every event of a segment's hour gets one prediction, the hour's mean plus a normal
     # draw of this standard deviation (a demand forecast, the same number for the whole hour).
     forecast: float | None = None
+    # Healthy but autocorrelated traffic (weather, a campaign, a slow afternoon): per segment, an AR(1)
+    # disturbance with a memory of ``wobble_hours`` moves the prediction by ``wobble`` of its standard
+    # deviation and the volume by ``wobble_volume`` on a log scale. Drawn from a generator of its own,
+    # so a scenario without it gives the same events as before.
+    wobble: float = 0.0
+    wobble_volume: float = 0.0
+    wobble_hours: float = 6.0
 
     def all_drifts(self) -> tuple[Drift, ...]:
         extra: tuple[Drift, ...] = ()
@@ -111,6 +119,20 @@ def beta_params(local_hour: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np
     return a, b
 
 
+def _wobble(hours: int, segments: int, sc: Scenario, seed: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The scenario's AR(1) disturbances of prediction and volume, (hours, segments), unit variance."""
+    if sc.wobble == 0 and sc.wobble_volume == 0:
+        return None, None
+    rng = np.random.default_rng([seed, 7919])
+    rho = math.exp(-1.0 / sc.wobble_hours)
+    eps = rng.normal(size=(2, hours, segments))
+    out = np.empty_like(eps)
+    out[:, 0] = eps[:, 0]
+    for h in range(1, hours):
+        out[:, h] = rho * out[:, h - 1] + math.sqrt(1.0 - rho * rho) * eps[:, h]
+    return out[0], out[1]
+
+
 def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
     """Yield events hour by hour (in time order within each segment and hour)."""
     rng = np.random.default_rng(seed)
@@ -126,6 +148,7 @@ def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
     tiers = np.array(["gold", "silver", "bronze", "platinum"])
     n_corr = sc.correlated_features
     counter = 0
+    wob_p, wob_v = _wobble(len(hours), len(sc.segments), sc, seed)
     for h, hour_ms in enumerate(hours.tolist()):
         for s, seg in enumerate(sc.segments):
             d = drifts.get(s)
@@ -133,10 +156,14 @@ def simulate(sc: Scenario, seed: int = 0) -> Iterator[dict[str, object]]:
             lam = sc.rate * volume[h] * (1.0 + sc.segment_spread * s)
             if active and d is not None and d.kind == "volume":
                 lam *= d.size
+            if wob_v is not None:
+                lam *= math.exp(sc.wobble_volume * wob_v[h, s] - sc.wobble_volume**2 / 2)
             n = int(rng.poisson(lam))
             if n == 0:
                 continue
             pred = rng.beta(a[h], b[h], size=n)
+            if wob_p is not None:
+                pred = np.clip(pred + sc.wobble * sd[h] * wob_p[h, s], 0.0, 1.0)
             if sc.forecast is not None:
                 pred = np.full(n, a[h] / (a[h] + b[h]) + rng.normal(0.0, sc.forecast))
             latent = rng.normal(0.0, 1.0, size=n)

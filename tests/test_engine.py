@@ -523,6 +523,24 @@ def test_a_forecast_the_same_for_a_whole_hour_alerts_only_when_it_moves() -> Non
     assert {a.test for a in firing} == {"mean_shift"}
 
 
+def test_the_budget_is_the_dial_of_every_test() -> None:
+    """``false_alarms_per_4_weeks`` is the one dial: on the same healthy but strongly
+    autocorrelated stream (each segment's volume and prediction wander for hours at a time), a
+    budget 256 times larger raises several times as many alerts (seeded: 21 against 3). Whether
+    the rate stays within the budget is measured on a thousand series by bench/budget.py
+    (BENCHMARKS.md), not here."""
+    sc = Scenario(weeks=6, end_ms=END, rate=10, segments=tuple({"s": str(i)} for i in range(12)), segment_spread=0.0,
+                  wobble=1.0, wobble_volume=0.4, timezone="America/New_York")
+    raw = events(sc, seed=2)
+
+    def false_alerts(budget: float) -> int:
+        out = feed(Engine(config(timezone="America/New_York", false_alarms_per_4_weeks=budget)), raw)
+        return sum(a.status == "firing" and a.notify_reason == "new" for a in out.alerts)
+
+    quiet, loud = false_alerts(0.25), false_alerts(64.0)
+    assert loud > 2 * max(quiet, 1)
+
+
 def test_sub_hour_windows_are_compared_with_their_own_quarter_hour() -> None:
     """15 min windows: each quarter hour of the week is a slot of its own (Monday 08:15 with past
     Mondays' 08:15), so the baseline of a slot is the same quarter hour of past weeks."""
