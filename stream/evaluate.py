@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from .baseline import Batch
 from .calendar import SlotKey
-from .detect import design_effects, distribution_tests, mean_shift_tests, volume_tests
+from .detect import design_effects, distribution_tests, mean_shift_tests, pooled_rate_variance, volume_tests
 from .store import SeriesStore
 
 TESTS = ("js_divergence", "mean_shift", "log_volume", "page_hinkley")
@@ -151,8 +151,15 @@ def evaluate(
     if v.any():
         r, c = rows[v], col[v]
         sc = s[r, c].astype(np.float64)
-        vs, vt, z = volume_tests(b.events[v], sc[:, store.LOG_C], sc[:, store.LOG_S], sc[:, store.INV],
-                                 np.minimum(sc[:, store.N_ALL], k), alpha.volume)
+        # the week-to-week spread of the model's other series in the same slot, for the series
+        # whose counts are too few to show their own
+        pooled = np.zeros(len(c))
+        for col_ in np.unique(c):
+            every = s[:, col_].astype(np.float64)
+            pooled[c == col_] = pooled_rate_variance(every[:, store.LOG_C], every[:, store.LOG_S],
+                                                     np.minimum(every[:, store.N_ALL], k))
+        vs, vt, z = volume_tests(b.events[v], sc[:, store.LOG_C], sc[:, store.LOG_S],
+                                 np.minimum(sc[:, store.N_ALL], k), alpha.volume, pooled)
         o = out["volume"]
         o.has[v], o.score[v], o.threshold[v], o.z[v], o.test[v], o.col[v], o.pos[v] = True, vs, vt, z, 2, c, pos[v]
     return out

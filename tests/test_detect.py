@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stream.baseline import Baseline, Window
-from stream.detect import distribution_test, js_divergence, mean_shift_test, volume_test
+from stream.detect import distribution_test, js_divergence, mean_shift_test, pooled_rate_variance, volume_test, volume_tests
 from stream.store import SeriesStore
 
 KEY = ("how", 0, 9)
@@ -87,12 +87,42 @@ def test_js_divergence_bounds() -> None:
 
 def test_volume_drop_of_80_percent_breaches_normal_wobble_does_not() -> None:
     b = learned([1000, 1100, 950, 1020, 980, 1060, 990, 1010])
-    vol = lambda c: volume_test(c, b.log_center, b.log_spread, b.inv_count, b.windows, 1e-4)  # noqa: E731
+    vol = lambda c: volume_test(c, b.log_center, b.log_spread, b.windows, 1e-4)  # noqa: E731
     assert not vol(900).breach
     assert vol(200).breach
     # Small counts: Poisson noise sets the floor, so 3 instead of 6 is no alarm.
     small = learned([6, 5, 7, 6, 4, 6, 5, 8])
-    assert not volume_test(3, small.log_center, small.log_spread, small.inv_count, small.windows, 1e-4).breach
+    assert not volume_test(3, small.log_center, small.log_spread, small.windows, 1e-4).breach
+
+
+@pytest.mark.parametrize(("rate", "wobble"), [(1.0, 0.4), (6.0, 0.0), (6.0, 0.2), (20.0, 0.2), (20.0, 0.4)])
+def test_the_volume_test_keeps_its_alpha_on_small_and_wobbling_series(rate: float, wobble: float) -> None:
+    """Counts Poisson at a rate that varies from week to week (log-normal): a fresh window of the
+    same slot breaches about alpha of the time at most, also at a few events a window (a normal
+    approximation on log counts made a quiet hour of 1 where 6 are usual a 4 sd event) and when
+    the eight baseline windows came out quiet by chance (the series then borrows the spread its
+    model's other series show in the slot)."""
+    rng = np.random.default_rng(5)
+    n, k, alpha = 100_000, 8, 1e-3
+    counts = rng.poisson(np.exp(np.log(rate) + wobble * rng.standard_normal((n, k + 1))))
+    logs = np.log1p(counts[:, :k])
+    centre, spread, windows = logs.mean(axis=1), logs.var(axis=1), np.full(n, k)
+    pooled = pooled_rate_variance(centre, spread, windows)  # the model's other series, the same slot
+    score, threshold, _ = volume_tests(counts[:, k], centre, spread, windows, alpha, pooled)
+    assert (score > threshold).mean() <= 2 * alpha
+
+
+def test_the_volume_test_finds_a_small_series_gone_quiet_or_loud() -> None:
+    """About 30 events a window, weeks 10% apart: one event, or ten times as many, is a breach
+    against nine baselines in ten at alpha 1e-3 (eight windows leave the week-to-week spread
+    uncertain, and the test pays for that)."""
+    rng = np.random.default_rng(6)
+    n, k = 10_000, 8
+    counts = rng.poisson(np.exp(np.log(30.0) + 0.1 * rng.standard_normal((n, k))))
+    logs = np.log1p(counts)
+    for fresh in (1, 300):
+        score, threshold, _ = volume_tests(np.full(n, fresh), logs.mean(axis=1), logs.var(axis=1), np.full(n, k), 1e-3)
+        assert (score > threshold).mean() > 0.9
 
 
 def test_running_slot_statistics_match_the_plain_ones_within_k_windows() -> None:
