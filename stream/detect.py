@@ -283,6 +283,19 @@ def poisson_log_variance(rate: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return np.where(big, r / (1.0 + r) ** 2, out)
 
 
+def slot_rate(log_center: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The Poisson rate whose counts average ``log_center`` on the log1p scale (a fixed point:
+    ``expm1`` of the mean alone is low by half the Poisson variance there).
+
+    >>> [round(float(r), 2) for r in slot_rate(np.array([1.5194, 4.6102]))]  # Poisson(4), Poisson(100)
+    [4.05, 100.01]
+    """
+    rate = np.expm1(log_center)
+    for _ in range(3):
+        rate = np.expm1(log_center + 0.5 * poisson_log_variance(rate))
+    return rate
+
+
 @lru_cache(maxsize=64)
 def _chi2_nodes(nu: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Nodes and weights for an expectation over chi-square with ``nu`` degrees of freedom, evenly
@@ -338,9 +351,7 @@ def volume_tests(
     cnt, lc, ls, k = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (count, log_center, log_spread, windows))
     k = np.maximum(k, 1.0)
     spread2 = np.where(k > 1, ls * k / np.maximum(k - 1, 1), 0.0)
-    rate = np.expm1(lc)
-    for _ in range(3):  # the rate whose Poisson counts average log_center on the log1p scale
-        rate = np.expm1(lc + 0.5 * poisson_log_variance(rate))
+    rate = slot_rate(lc)
     poisson2 = poisson_log_variance(rate)
     extra2 = np.maximum(spread2 - poisson2, 0.0)
     floor2 = 0.05**2
@@ -422,9 +433,7 @@ def pooled_rate_variance(log_center: npt.ArrayLike, log_spread: npt.ArrayLike, w
     if ok.sum() < 5:
         return 0.0
     lc, ls, k = lc[ok], ls[ok], k[ok]
-    rate = np.expm1(lc)
-    for _ in range(3):
-        rate = np.expm1(lc + 0.5 * poisson_log_variance(rate))
+    rate = slot_rate(lc)
     extra = np.maximum(ls * k / (k - 1) - poisson_log_variance(rate), 0.0) / (rate / (1.0 + rate)) ** 2
     return float(np.median(extra))
 
