@@ -16,8 +16,9 @@ import numpy.typing as npt
 
 from .baseline import Batch
 from .calendar import SlotKey
-from .detect import design_effects, distribution_tests, mean_shift_tests, pooled_rate_variance, volume_tests
+from .detect import design_effects, distribution_tests, mean_shift_tests
 from .store import SeriesStore
+from .volume import pooled_rate_variance, volume_tests
 
 TESTS = ("js_divergence", "mean_shift", "log_volume", "page_hinkley")
 Floats = npt.NDArray[np.float64]

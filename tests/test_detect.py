@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from stream.baseline import Baseline, Window
-from stream.detect import distribution_test, js_divergence, mean_shift_test, pooled_rate_variance, volume_test, volume_tests
+from stream.detect import distribution_test, js_divergence, mean_shift_test
 from stream.store import SeriesStore
+from stream.volume import pooled_rate_variance, volume_test, volume_tests
 
 KEY = ("how", 0, 9)
 
